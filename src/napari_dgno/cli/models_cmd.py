@@ -1,0 +1,5 @@
+"""`napari-dgno models` (being written)."""
+
+
+def register(subparsers) -> None:
+    """Placeholder until the sub-command lands."""

@@ -16,6 +16,8 @@ _EXPORTS = {
     "load_model": "napari_dgno.checkpoints",
     "list_models": "napari_dgno.checkpoints",
     "suggest_models": "napari_dgno.checkpoints",
+    "fetch_model": "napari_dgno.checkpoints",
+    "is_cached": "napari_dgno.checkpoints",
     "deblur": "napari_dgno.engine",
     "deblur_lazy": "napari_dgno.engine",
 }

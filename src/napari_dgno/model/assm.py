@@ -97,7 +97,7 @@ class ASSM(nn.Module):
         z = z * torch.sigmoid(self.CPE(z))
         u = torch.gather(z.flatten(2), 2, order[:, None, :].expand(-1, z.shape[1], -1))  # (B, D, n) sorted
         y = self.selectiveScan(u, prompt).transpose(1, 2)  # (B, n, D) sorted order
-        y = self.out_proj(self.out_norm(y.to(self.out_norm.weight.dtype) if not torch.is_autocast_enabled() else y))
+        y = self.out_proj(self.out_norm(y.to(self.out_norm.weight.dtype)))  # scan output is fp32/fp64
         y = torch.gather(y, 1, inverse[:, :, None].expand(-1, -1, y.shape[2]))
         return y.transpose(1, 2).reshape(b, c, h, w)
 

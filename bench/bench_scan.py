@@ -1,0 +1,351 @@
+"""Selective-scan backends on one GPU at DGNO's shapes: torch, triton and mamba-ssm's CUDA kernel.
+
+For every shape (level 1 of a 256x256 tile and the three deeper levels, level 1 of 512x512 and
+1024x1024 tiles; batch 1 and 4; n = 8) it times the forward with ``triton.testing.do_bench``
+(median, L2 flushed between runs), the forward replayed from a CUDA graph (GPU time without Python
+launch overhead; triton and mamba) and, for the 256x256 levels, forward + backward. It prints the
+relative L2 error against a float64 reference (the torch backend in float64 on the GPU, first batch
+element), the effective bandwidth (bytes of u, delta, B, C read once and y written once, over the
+time) and the ratios triton / mamba.
+
+    python bench/bench_scan.py [--out results.md] [--backends torch triton mamba] [--quick]
+    python bench/bench_scan.py --check      # accuracy checks of the triton backend (about 30 s)
+    python bench/bench_scan.py --sweep      # forward tile sizes of the triton backend per shape
+
+``--out PATH`` also writes the table (markdown for .md, CSV for .csv, both for any other name).
+``--dry-run`` (with ``TRITON_INTERPRET=1``, no GPU) runs the same code on the CPU at tiny sizes, to
+test this script itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import importlib.metadata
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from napari_dgno.model.scan_mamba import mamba_available, selective_scan_mamba  # noqa: E402
+from napari_dgno.model.scan_torch import selective_scan_torch  # noqa: E402
+
+N_STATE = 8
+DEVICE = "cuda"
+DRY_RUN = False
+# (b, d, l, label): DGNO's four levels of a 256x256 tile, and level 1 of 512x512 / 1024x1024 tiles.
+LEVELS = [(96, 65536, "256 L1"), (192, 16384, "256 L2"), (384, 4096, "256 L3"), (768, 1024, "256 L4"),
+          (96, 262144, "512 L1"), (96, 1048576, "1024 L1")]
+TRAIN_LABELS = {"256 L1", "256 L2", "256 L3", "256 L4"}
+
+
+def levels() -> list[tuple[int, int, str]]:
+    """LEVELS, or for --dry-run the same levels shrunk to interpreter-sized inputs."""
+    if not DRY_RUN:
+        return LEVELS
+    return [(max(1, d // 16), max(7, length // 2048) + 1, label) for d, length, label in LEVELS]
+
+
+def make_inputs(b: int, d: int, length: int, seed: int = 0, dtype=torch.float32, bias_shift: float = 0.0):
+    """DGNO-like inputs on the GPU: A = -exp(.), softplus(delta + bias) mostly around 0.1 to 1."""
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+
+    def r(*shape, scale=1.0):
+        return scale * torch.randn(*shape, generator=g, device=DEVICE, dtype=torch.float32)
+
+    u, delta = r(b, d, length), r(b, d, length, scale=0.5)
+    A = -torch.exp(r(d, N_STATE, scale=0.5))
+    B, C = r(b, 1, N_STATE, length), r(b, 1, N_STATE, length)
+    D, bias = r(d), r(d, scale=0.5) + bias_shift
+    return [t.to(dtype) for t in (u, delta, A, B, C, D, bias)]
+
+
+def reference(args, batch: slice = slice(0, 1)) -> torch.Tensor:
+    """Float64 result for the first batch element (the torch backend; < 1e-12 of the sequential one)."""
+    u, delta, A, B, C, D, bias = args
+    f = torch.float64
+    return selective_scan_torch(u[batch].to(f), delta[batch].to(f), A.to(f), B[batch].to(f), C[batch].to(f),
+                                D.to(f), bias.to(f))
+
+
+def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((y.double() - ref).norm() / ref.norm())
+
+
+def backends(names: list[str]) -> dict[str, Callable]:
+    out: dict[str, Callable] = {}
+    for name in names:
+        if name == "torch":
+            out[name] = selective_scan_torch
+        elif name == "triton":
+            from napari_dgno.model.scan_triton import selective_scan_triton
+
+            out[name] = selective_scan_triton
+        elif name == "mamba":
+            if mamba_available():
+                out[name] = selective_scan_mamba
+            else:
+                print("mamba_ssm not importable: skipping the mamba backend")
+    return out
+
+
+def bench_ms(fn: Callable, grad_to_none=None, rep: int = 100) -> float:
+    if DRY_RUN:  # no CUDA events on the CPU: one timed call is enough to exercise the code
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=25, rep=rep, grad_to_none=grad_to_none, return_mode="median"))
+
+
+def graph_ms(fn: Callable) -> float:
+    """Median ms of ``fn`` replayed from a CUDA graph: GPU time without Python launch overhead."""
+    if DRY_RUN:
+        return math.nan
+    from triton.testing import do_bench_cudagraph
+
+    try:
+        return float(do_bench_cudagraph(fn, rep=20, return_mode="median"))
+    except Exception as e:  # capture can fail for reasons unrelated to the kernels
+        print(f"  (CUDA-graph timing failed: {type(e).__name__}: {e})")
+        return math.nan
+
+
+def io_bytes(b: int, d: int, length: int) -> int:
+    """u, delta read and y written (float32), B and C read once (shared by all channels)."""
+    return 4 * (3 * b * d * length + 2 * b * N_STATE * length)
+
+
+def run_benchmark(names: list[str], batches: list[int], quick: bool) -> list[dict]:
+    fns = backends(names)
+    rows = []
+    for d, length, label in levels():
+        for b in batches:
+            args = make_inputs(b, d, length, seed=length + b)
+            ref = reference(args)
+            row = {"shape": label, "b": b, "d": d, "l": length}
+            for name, fn in fns.items():
+                if name == "torch" and length * b > 2**20 and quick:
+                    continue
+                y = fn(*args)
+                row[f"{name}_err"] = rel_err(y[:1], ref)
+                del y
+                ms = bench_ms(lambda: fn(*args), rep=50 if quick else 100)
+                row[f"{name}_ms"] = ms
+                row[f"{name}_GBs"] = io_bytes(b, d, length) / (ms * 1e-3) / 1e9
+                if name != "torch":
+                    row[f"{name}_graph_ms"] = graph_ms(lambda: fn(*args))
+                if label in TRAIN_LABELS:
+                    leaves = [a.detach().clone().requires_grad_() for a in args]
+                    gy = torch.randn(b, d, length, device=DEVICE)
+
+                    def step(fn=fn, leaves=leaves, gy=gy):
+                        fn(*leaves).backward(gy)
+
+                    row[f"{name}_fwdbwd_ms"] = bench_ms(step, grad_to_none=leaves, rep=50 if quick else 100)
+                    del leaves, gy
+                torch.cuda.empty_cache()
+            for key in ("ms", "graph_ms", "fwdbwd_ms"):
+                if f"triton_{key}" in row and f"mamba_{key}" in row:
+                    row[f"triton/mamba_{key}"] = row[f"triton_{key}"] / row[f"mamba_{key}"]
+            print(format_row(row), flush=True)
+            rows.append(row)
+            del args, ref
+            torch.cuda.empty_cache()
+    return rows
+
+
+def format_row(row: dict) -> str:
+    parts = [f"{row['shape']:8s} b={row['b']:<2d} d={row['d']:<4d} l={row['l']:<8d}"]
+    for name in ("torch", "triton", "mamba"):
+        if f"{name}_ms" in row:
+            part = f"{name} {row[f'{name}_ms']:8.3f} ms {row[f'{name}_GBs']:6.0f} GB/s err {row[f'{name}_err']:.1e}"
+            if f"{name}_graph_ms" in row:
+                part += f" graph {row[f'{name}_graph_ms']:8.3f} ms"
+            if f"{name}_fwdbwd_ms" in row:
+                part += f" f+b {row[f'{name}_fwdbwd_ms']:8.3f} ms"
+            parts.append(part)
+    for key, what in (("ms", "fwd"), ("graph_ms", "graph"), ("fwdbwd_ms", "f+b")):
+        if f"triton/mamba_{key}" in row:
+            parts.append(f"triton/mamba {what} {row[f'triton/mamba_{key}']:.2f}")
+    return " | ".join(parts)
+
+
+def write_results(rows: list[dict], path: Path, header: str) -> None:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    targets = {".md": ["md"], ".csv": ["csv"]}.get(path.suffix, ["md", "csv"])
+    for kind in targets:
+        target = path if path.suffix in (".md", ".csv") else path.with_name(path.name + "." + kind)
+        with open(target, "w", newline="") as f:
+            if kind == "csv":
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(rows)
+            else:
+                f.write(header + "\n\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n")
+                for row in rows:
+                    cells = [_cell(row.get(k, "")) for k in keys]
+                    f.write("| " + " | ".join(cells) + " |\n")
+        print(f"wrote {target}")
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.2e}" if (v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e5)) else f"{v:.3f}"
+    return str(v)
+
+
+def environment() -> str:
+    if DRY_RUN:
+        return f"dry run on the CPU (Triton interpreter) | {datetime.date.today()}"
+
+    def version(pkg: str) -> str:
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return "absent"
+
+    return (f"{torch.cuda.get_device_name()} | {datetime.date.today()} | torch {torch.__version__} | "
+            f"triton {version('triton')} | mamba_ssm {version('mamba_ssm')}")
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def run_checks() -> bool:
+    """Accuracy of the triton backend against float64 on the GPU; prints one line per check."""
+    from napari_dgno.model.scan_triton import selective_scan_triton
+
+    results: list[tuple[str, bool, str]] = []
+
+    def check(name: str, ok: bool, detail: str) -> None:
+        results.append((name, ok, detail))
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
+
+    sizes = [(1, 96, 65536), (3, 40, 1), (3, 40, 7), (3, 40, 1000), (3, 40, 4097), (4, 768, 1024)]
+    big = (2, 96, 4096) if not DRY_RUN else (2, 6, 40)
+    if DRY_RUN:
+        sizes = [(1, 6, 65), (3, 5, 1), (3, 5, 7), (2, 5, 100)]
+    for b, d, length in sizes:
+        args = make_inputs(b, d, length, seed=length)
+        out = torch.full((b, d, length), float("nan"), device=DEVICE)
+        selective_scan_triton(*args, out=out)
+        err = rel_err(out, reference(args, slice(None)))
+        check(f"forward b={b} d={d} l={length}, NaN-poisoned out", bool(torch.isfinite(out).all()) and err < 1e-5,
+              f"rel err {err:.1e}, all written {bool(torch.isfinite(out).all())}")
+    for shift in (-30.0, 30.0):
+        u, delta, A, B, C, D, bias = make_inputs(*big, seed=3, bias_shift=shift)
+        A = A * torch.logspace(-3, 3, N_STATE, device=DEVICE)
+        args = [u, delta, A, B, C, D, bias]
+        y = selective_scan_triton(*args)
+        err = rel_err(y, reference(args, slice(None)))
+        check(f"extreme delta+bias ~ {shift:+.0f}, |A| to 1e3", bool(torch.isfinite(y).all()) and err < 1e-5,
+              f"rel err {err:.1e}")
+    low = make_inputs(*big, seed=4, dtype=torch.bfloat16)
+    y = selective_scan_triton(*low)
+    err = rel_err(y, reference(low, slice(None)))
+    check("bf16 inputs, float32 result", y.dtype == torch.float32 and err < 1e-5, f"rel err {err:.1e}")
+    u, delta, A, B, C, D, bias = make_inputs(*big, seed=5)
+    proj = torch.cat([torch.randn(big[0], 6, big[2], device=DEVICE), B[:, 0], C[:, 0]], dim=1)
+    Bs, Cs = proj[:, 6:6 + N_STATE].unsqueeze(1), proj[:, 6 + N_STATE:].unsqueeze(1)
+    y = selective_scan_triton(u.transpose(1, 2).contiguous().transpose(1, 2), delta, A, Bs, Cs, D, bias)
+    err = rel_err(y, reference([u, delta, A, B, C, D, bias], slice(None)))
+    check("strided u, B and C slices of one projection", err < 1e-5, f"rel err {err:.1e}")
+    for b, d, length in [big, (1, 40, 1000), (2, 8, 7)] if not DRY_RUN else [big, (2, 3, 7)]:
+        args = make_inputs(b, d, length, seed=6 + length)
+        ours = [a.clone().requires_grad_() for a in args]
+        ref = [a.double().requires_grad_() for a in args]
+        gy = torch.randn(b, d, length, device=DEVICE)
+        selective_scan_triton(*ours).backward(gy)
+        selective_scan_torch(*ref).backward(gy.double())
+        errs = {n: rel_err(a.grad, r.grad) for n, a, r in zip(("u", "delta", "A", "B", "C", "D", "bias"), ours, ref)}
+        worst = max(errs, key=errs.get)
+        check(f"gradients b={b} d={d} l={length}", errs[worst] < 1e-4, f"worst {worst} {errs[worst]:.1e}")
+    if mamba_available():
+        args = make_inputs(1, 96, 65536, seed=7)
+        err = rel_err(selective_scan_triton(*args), selective_scan_mamba(*args).double())
+        check("triton vs mamba_ssm at (1, 96, 65536)", err < 1e-5, f"rel diff {err:.1e}")
+    failed = [name for name, ok, _ in results if not ok]
+    print(f"{len(results) - len(failed)}/{len(results)} checks passed" + (f"; FAILED: {failed}" if failed else ""))
+    return not failed
+
+
+# ------------------------------------------------------------------------------------------ sweep
+
+
+def run_sweep() -> list[dict]:
+    """Forward time of a few tile configurations around the default, per shape (batch 1 and 4)."""
+    from napari_dgno.model.scan_triton import default_config, selective_scan_triton
+
+    rows = []
+    for d, length, label in levels()[:4]:
+        for b in (1, 4):
+            args = make_inputs(b, d, length, seed=1)
+            sms = 132 if DRY_RUN else torch.cuda.get_device_properties(0).multi_processor_count
+            base = default_config(b, d, length, sms)
+            chunks = sorted({max(16, base.chunk // 2), base.chunk, min(1024, base.chunk * 2)})
+            configs = [dataclasses.replace(base, chunk=c) for c in chunks]
+            configs += [dataclasses.replace(base, block_d=64, num_warps=2)]
+            configs += [dataclasses.replace(base, stages=s) for s in (1, 3) if s != base.stages]
+            timings = []
+            for cfg in configs:
+                t0 = time.perf_counter()
+                ms = bench_ms(lambda cfg=cfg: selective_scan_triton(*args, config=cfg), rep=30)
+                timings.append((ms, cfg))
+                rows.append({"shape": label, "b": b, "block_d": cfg.block_d, "chunk": cfg.chunk,
+                             "stages": cfg.stages, "ms": ms, "default": cfg == base,
+                             "bench_s": time.perf_counter() - t0})
+            best_ms, best = min(timings, key=lambda t: t[0])
+            base_ms = next((ms for ms, cfg in timings if cfg == base), math.nan)
+            print(f"{label:8s} b={b}: default {_short(base)} {base_ms:.3f} ms | best {_short(best)} {best_ms:.3f} ms",
+                  flush=True)
+            del args
+    return rows
+
+
+def _short(cfg) -> str:
+    return f"(block_d={cfg.block_d}, chunk={cfg.chunk}, stages={cfg.stages})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", nargs="+", default=["torch", "triton", "mamba"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions; skip torch on the largest inputs")
+    parser.add_argument("--check", action="store_true", help="run the accuracy checks of the triton backend")
+    parser.add_argument("--sweep", action="store_true", help="time several triton tile configurations")
+    parser.add_argument("--out", type=Path, help="also write the results to this file (.md, .csv, or both)")
+    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU (needs TRITON_INTERPRET=1)")
+    opts = parser.parse_args()
+    if opts.dry_run:
+        global DEVICE, DRY_RUN
+        DEVICE, DRY_RUN = "cpu", True
+    elif not torch.cuda.is_available():
+        print("bench_scan.py needs a CUDA GPU")
+        return 2
+    header = environment()
+    print(header, flush=True)
+    t0 = time.perf_counter()
+    if opts.check:
+        ok = run_checks()
+        print(f"checks took {time.perf_counter() - t0:.0f} s")
+        return 0 if ok else 1
+    rows = run_sweep() if opts.sweep else run_benchmark(opts.backends, opts.batches, opts.quick)
+    print(f"took {time.perf_counter() - t0:.0f} s")
+    if opts.out:
+        write_results(rows, opts.out, header)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,12 +10,16 @@ full-size DGNO forward (``DGNO_BBBC006_w1_Face``, random weights, inference mode
     python bench/bench_cpu_scan.py [--threads 2] [--repeats 5] [--forward [--forward-only]] [--sizes 256 512]
 
 Timings on a shared machine are noisy: old and new always run alternately in the same process.
+When other processes keep the cores busy, every OpenMP parallel region of torch can wait milliseconds
+for a descheduled worker under the default wait policy, so timings then count parallel regions
+rather than work; ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts) avoids that.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -184,7 +188,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.backends.cpu.get_cpu_capability()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {cpu}")
+    policy = os.environ.get("OMP_WAIT_POLICY", "default")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {cpu}, "
+          f"OMP_WAIT_POLICY {policy}")
     if not args.forward_only:
         bench_scans(args.repeats, SHAPES, heavy=False)
         if not args.no_heavy:

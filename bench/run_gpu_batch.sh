@@ -3,7 +3,8 @@
 # scarce, so work that needs different GPUs overlaps). Run from the repository root on a machine
 # with 2 CUDA GPUs, torch, triton, tifffile, scikit-image; OUT is where results go.
 #   bash bench/run_gpu_batch.sh 1   # GPU tests, mamba-ssm build, scan/e2e benchmarks; demo training on GPU 1
-#   bash bench/run_gpu_batch.sh 2   # DDP 1 vs 2 GPUs, dask 1 vs 2 GPUs, engine throughput
+#   bash bench/run_gpu_batch.sh 2   # demo training on GPU 1; end-to-end variants incl. torch.compile; dask 1 vs 2 GPUs
+#   bash bench/run_gpu_batch.sh 3   # DDP training 1 vs 2 GPUs; engine throughput
 # Extra Python wheels (dask, distributed ...) are taken from .whl/ when present; the patched
 # mamba-ssm sdist (sm_90 only) from .devtmp/mamba (batch 1 builds it, batch 2 reuses the build).
 set -uo pipefail
@@ -52,16 +53,41 @@ if [ "$STAGE" = 1 ]; then
   if [ -n "$so" ]; then gzip -c "$so" > "$OUT/mamba_so.gz"; ls -la "$OUT/mamba_so.gz"; fi
 fi
 
+build_mamba() {
+  ( cd .devtmp/mamba && TORCH_CUDA_ARCH_LIST=9.0 MAMBA_FORCE_BUILD=TRUE MAX_JOBS=12 \
+      timeout 420 python3 setup.py build_ext --inplace > "$LOG/mamba_build.log" 2>&1; echo "rc=$?" >> "$LOG/mamba_build.log" )
+}
+train_demo() {
+  CUDA_VISIBLE_DEVICES=1 timeout 460 python3 -m training.train --config demo_synthetic \
+      --set total_iter="${DEMO_ITERS:-5000}" --set "train.scheduler.periods=[${DEMO_ITERS:-5000}]" \
+      --set max_minutes="${DEMO_MINUTES:-6.2}" > "$LOG/demo_train.log" 2>&1; echo "rc=$?" >> "$LOG/demo_train.log"
+  ckpt=experiments/demo_synthetic/models/net_g_latest.pth
+  if [ -f "$ckpt" ]; then
+    CUDA_VISIBLE_DEVICES=1 timeout 90 python3 -m training.export --checkpoint "$ckpt" --weights params_ema --fp16 \
+        --out "$OUT/demo_dgno.safetensors" > "$LOG/demo_export.log" 2>&1
+    cp experiments/demo_synthetic/*.csv experiments/demo_synthetic/train.log "$LOG/" 2>/dev/null
+  fi
+}
+
 if [ "$STAGE" = 2 ]; then
-  if [ -f .devtmp/mamba_so.gz ]; then gunzip -c .devtmp/mamba_so.gz > .devtmp/mamba/selective_scan_cuda.cpython-312-x86_64-linux-gnu.so; fi
-  stamp "DDP training throughput, 1 then 2 GPUs"
-  timeout 150 torchrun --standalone --nproc_per_node=1 bench/bench_train.py --iters 60 --warmup 10 --json "$LOG/train.jsonl" > "$LOG/train_1gpu.log" 2>&1; tail -6 "$LOG/train_1gpu.log"
-  base=$(python3 -c "import json;print(json.loads(open('$LOG/train.jsonl').readlines()[-1])['samples_per_s'])" 2>/dev/null)
-  timeout 150 torchrun --standalone --nproc_per_node=2 bench/bench_train.py --iters 60 --warmup 10 ${base:+--baseline $base} --json "$LOG/train.jsonl" > "$LOG/train_2gpu.log" 2>&1; tail -6 "$LOG/train_2gpu.log"
+  stamp "start mamba-ssm build and demo training on GPU 1"
+  build_mamba & BUILD=$!
+  train_demo & TRAIN=$!
+  stamp "wait for mamba build"; wait $BUILD; tail -1 "$LOG/mamba_build.log"
+  stamp "end-to-end with variants and torch.compile"
+  CUDA_VISIBLE_DEVICES=0 timeout 330 python3 bench/bench_e2e.py --compile --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1; grep -A30 "^| variant" "$LOG/e2e.log"; grep "deviation\|compile" "$LOG/e2e.log"
+  stamp "wait for demo training"; wait $TRAIN; tail -3 "$LOG/demo_train.log"; cat "$LOG/demo_export.log" 2>/dev/null | tail -3
   stamp "dask scale-out, 1 then 2 GPUs"
-  timeout 150 python3 bench/bench_dask_gpus.py > "$LOG/dask.log" 2>&1; tail -8 "$LOG/dask.log"
+  timeout 120 python3 bench/bench_dask_gpus.py --planes 32 > "$LOG/dask.log" 2>&1; tail -8 "$LOG/dask.log"
+fi
+
+if [ "$STAGE" = 3 ]; then
+  stamp "DDP training throughput, 1 then 2 GPUs"
+  timeout 150 torchrun --standalone --nproc_per_node=1 bench/bench_train.py --iters 60 --warmup 10 --json "$LOG/train.jsonl" > "$LOG/train_1gpu.log" 2>&1; tail -4 "$LOG/train_1gpu.log"
+  base=$(python3 -c "import json;print(json.loads(open('$LOG/train.jsonl').readlines()[-1])['samples_per_s'])" 2>/dev/null)
+  timeout 150 torchrun --standalone --nproc_per_node=2 bench/bench_train.py --iters 60 --warmup 10 ${base:+--baseline $base} --json "$LOG/train.jsonl" > "$LOG/train_2gpu.log" 2>&1; tail -4 "$LOG/train_2gpu.log"
   stamp "engine throughput"
-  CUDA_VISIBLE_DEVICES=0 timeout 150 python3 bench/bench_engine.py --device cuda > "$LOG/engine.log" 2>&1; tail -30 "$LOG/engine.log"
+  CUDA_VISIBLE_DEVICES=0 timeout 170 python3 bench/bench_engine.py --device cuda > "$LOG/engine.log" 2>&1; tail -30 "$LOG/engine.log"
 fi
 stamp "done"
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

@@ -69,3 +69,19 @@ def test_neumann_face_has_no_boundary_term():
     flux = accumulate_flux(west, east, zero, zero, "jump", "neumann", 0.25)[0, 0, :, 0, 0, 0]
     interface = -0.25 * (10.0 - 100.0)
     assert flux.tolist() == pytest.approx([interface, -interface])
+
+
+def test_galerkin_norm_gradient_is_finite_when_a_head_is_flat():
+    """Equal values in a head (frequent under bf16) must not give NaN gradients; forward unchanged."""
+    from napari_dgno.model.dg import GalerkinLayerNorm
+
+    norm = GalerkinLayerNorm(16, 2)
+    x = torch.randn(4, 16, 64, 2, dtype=torch.float64)
+    x[0, 0, 0, 1] = x[0, 0, 0, 0]
+    x.requires_grad_(True)
+    out = norm(x)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    mean = x.detach().mean(-1, keepdim=True)
+    expected = (x.detach() - mean) / (x.detach().std(-1, keepdim=True) + 1e-5)
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-12, atol=1e-12)

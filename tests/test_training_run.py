@@ -223,3 +223,19 @@ def test_bf16_training_step_on_cuda():
     terms = train_step(net, lq, gt, optimizer, grad_clip=0.01, bf16=True)
     assert torch.isfinite(terms.total)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_non_finite_gradients_skip_the_step_and_keep_weights():
+    """A batch with NaN pixels must not poison the weights: the step is skipped and reported."""
+    torch.manual_seed(0)
+    net = build_network(tiny_network_g()).train()
+    optimizer = build_optimizer(net, {"lr": 3e-4, "weight_decay": 1e-4, "betas": [0.9, 0.999]})
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    lq, gt = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    lq[0, 0, 3, 3] = float("nan")
+    terms = train_step(net, lq, gt, optimizer, grad_clip=0.01)
+    assert not terms.applied
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    terms = train_step(net, torch.rand(1, 1, 64, 64), gt, optimizer, grad_clip=0.01)
+    assert terms.applied and torch.isfinite(terms.total)
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())

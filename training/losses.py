@@ -18,6 +18,7 @@ class LossTerms(NamedTuple):
     total: torch.Tensor
     content: torch.Tensor
     frequency: torch.Tensor
+    applied: bool = True  # False when the optimiser step was skipped for non-finite gradients
 
 
 def multiscale_targets(gt: torch.Tensor) -> list[torch.Tensor]:

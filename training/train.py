@@ -90,8 +90,13 @@ def train_step(model: nn.Module, lq: torch.Tensor, gt: torch.Tensor, optimizer: 
         outputs = model(lq)
     terms = dgno_loss(outputs, gt, fft_weight)
     terms.total.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    # The norm is computed even without clipping: a non-finite gradient (one bad batch, a flat
+    # Galerkin head under bf16 ...) skips the step instead of writing NaN into the weights. Under DDP
+    # the gradients are already all-reduced, so every rank takes the same decision.
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip else float("inf"))
+    if not bool(torch.isfinite(norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return terms._replace(applied=False)
     optimizer.step()
     return terms
 
@@ -138,6 +143,7 @@ class Trainer:
     def __init__(self, opt: dict, info: DistInfo, resume: bool = False):
         self.opt, self.info = opt, info
         self.topt, self.vopt, self.lopt = opt["train"], opt["val"], opt["logger"]
+        self.skipped_steps = self.skipped_in_a_row = 0
         self.run_dir = experiment_dir(opt)
         self.models_dir, self.states_dir = self.run_dir / "models", self.run_dir / "training_states"
         self.log = setup_console(self.run_dir, info.is_main)
@@ -280,7 +286,18 @@ class Trainer:
                 terms = train_step(self.model, lq, gt, self.optimizer,
                                    grad_clip=float(self.topt["grad_clip_norm"]) if self.topt["use_grad_clip"] else None,
                                    fft_weight=float(self.topt["fft_loss_weight"]), bf16=bool(self.topt["bf16"]))
-                self.ema.update(self.net)
+                if terms.applied:
+                    self.ema.update(self.net)
+                    self.skipped_in_a_row = 0
+                else:
+                    self.skipped_steps += 1
+                    self.skipped_in_a_row += 1
+                    self.log.warning("iteration %d: non-finite gradients, optimiser step skipped (%d so far)",
+                                     it, self.skipped_steps)
+                    if self.skipped_in_a_row >= 10:
+                        raise FloatingPointError(
+                            f"10 consecutive iterations had non-finite gradients (at iteration {it}); lower the "
+                            "learning rate, turn off bf16, or check the data for NaN/Inf")
                 lr = self.optimizer.param_groups[0]["lr"]
                 self.scheduler.step()
 

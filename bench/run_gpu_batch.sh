@@ -82,12 +82,18 @@ if [ "$STAGE" = 2 ]; then
 fi
 
 if [ "$STAGE" = 3 ]; then
+  build_mamba & BUILD=$!
   stamp "DDP training throughput, 1 then 2 GPUs"
-  timeout 150 torchrun --standalone --nproc_per_node=1 bench/bench_train.py --iters 60 --warmup 10 --json "$LOG/train.jsonl" > "$LOG/train_1gpu.log" 2>&1; tail -4 "$LOG/train_1gpu.log"
+  timeout 110 torchrun --standalone --nproc_per_node=1 bench/bench_train.py --iters 40 --warmup 8 --json "$LOG/train.jsonl" > "$LOG/train_1gpu.log" 2>&1; tail -3 "$LOG/train_1gpu.log"
   base=$(python3 -c "import json;print(json.loads(open('$LOG/train.jsonl').readlines()[-1])['samples_per_s'])" 2>/dev/null)
-  timeout 150 torchrun --standalone --nproc_per_node=2 bench/bench_train.py --iters 60 --warmup 10 ${base:+--baseline $base} --json "$LOG/train.jsonl" > "$LOG/train_2gpu.log" 2>&1; tail -4 "$LOG/train_2gpu.log"
+  timeout 110 torchrun --standalone --nproc_per_node=2 bench/bench_train.py --iters 40 --warmup 8 ${base:+--baseline $base} --json "$LOG/train.jsonl" > "$LOG/train_2gpu.log" 2>&1; tail -3 "$LOG/train_2gpu.log"
+  stamp "dask scale-out, 1 then 2 GPUs"
+  timeout 100 python3 bench/bench_dask_gpus.py --planes 32 > "$LOG/dask.log" 2>&1; tail -7 "$LOG/dask.log"
   stamp "engine throughput"
-  CUDA_VISIBLE_DEVICES=0 timeout 170 python3 bench/bench_engine.py --device cuda > "$LOG/engine.log" 2>&1; tail -30 "$LOG/engine.log"
+  CUDA_VISIBLE_DEVICES=0 timeout 120 python3 bench/bench_engine.py --device cuda > "$LOG/engine.log" 2>&1; tail -22 "$LOG/engine.log"
+  wait $BUILD
+  stamp "end-to-end at 4 x 512 with torch.compile"
+  CUDA_VISIBLE_DEVICES=0 timeout 150 python3 bench/bench_e2e.py --sizes 512 --compile --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1; grep -A12 "^| variant" "$LOG/e2e.log"; grep "deviation\|compile" "$LOG/e2e.log"
 fi
 stamp "done"
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

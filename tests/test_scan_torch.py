@@ -8,6 +8,7 @@ approximation). Small ``BLOCK_ELEMENTS`` values force many blocks and channel gr
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -149,6 +150,20 @@ def test_non_contiguous_inputs():
 def test_empty_sequence():
     args = make_inputs(2, 3, 0)
     assert selective_scan_torch(*args).shape == (2, 3, 0)
+
+
+def test_repeated_calls_in_and_out_of_inference_mode(monkeypatch):
+    """CPU scratch memory is kept between calls: made in inference mode, it must still serve plain
+    calls, and results must not depend on what ran before."""
+    monkeypatch.setattr(scan_torch, "_cpu_scratch", threading.local())  # start without scratch
+    args = make_inputs(1, 4, 700, dtype=torch.float32, seed=13)
+    with torch.inference_mode():
+        first = selective_scan_torch(*args)
+        selective_scan_torch(*make_inputs(2, 9, 333, dtype=torch.float32, seed=14))  # other shapes between
+    with torch.no_grad():
+        assert torch.equal(first, selective_scan_torch(*args))
+    assert torch.equal(first, selective_scan_torch(*args))
+    assert rel_err(first, reference64(args)) < F32_BAR
 
 
 def test_inputs_are_not_modified():

@@ -27,6 +27,7 @@ place. Only plain tensor ops are used, so it runs on any device.
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ def selective_scan_torch(
     steps, group = _block_shape(b, d, n, length, chunk or CHUNK_MAX)
     out = None if grad else torch.empty(u.shape, dtype=dtype, device=u.device)
     rows = []
-    buffers = _Buffers()
+    buffers = _scratch(u.device)
     for d0 in range(0, d, group):
         ch = slice(d0, min(d, d0 + group))
         scan = _BlockScan(A[ch], SPAN_LIMIT[dtype], grad, chunk, buffers)
@@ -109,15 +110,29 @@ def _block_shape(b: int, d: int, n: int, length: int, unit: int) -> tuple[int, i
 
 
 class _Buffers:
-    """Two scratch tensors reused by every block of a call (in-place path only)."""
+    """Two scratch tensors for the in-place path, reused by every block (see :func:`_scratch`)."""
 
     def __init__(self):
         self.pair: tuple[Tensor, Tensor] | None = None
 
     def get(self, numel: int, like: Tensor) -> tuple[Tensor, Tensor]:
-        if self.pair is None or self.pair[0].numel() < numel:
-            self.pair = (like.new_empty(numel), like.new_empty(numel))
+        if self.pair is None or self.pair[0].numel() < numel or self.pair[0].dtype != like.dtype:
+            with torch.inference_mode(False):  # normal tensors: usable in and out of inference mode
+                self.pair = (like.new_empty(numel), like.new_empty(numel))
         return self.pair[0][:numel], self.pair[1][:numel]
+
+
+_cpu_scratch = threading.local()
+
+
+def _scratch(device: torch.device) -> _Buffers:
+    """On CPU the scratch outlives the call (one pair per thread, a few MB): fresh multi-MB
+    allocations cost page faults on every call. Other devices have caching allocators."""
+    if device.type != "cpu":
+        return _Buffers()
+    if not hasattr(_cpu_scratch, "buffers"):
+        _cpu_scratch.buffers = _Buffers()
+    return _cpu_scratch.buffers
 
 
 class _BlockScan:
@@ -169,7 +184,8 @@ class _BlockScan:
         return self._finish(y, h, steps, out, direct)
 
     @staticmethod
-    def _finish(y: Tensor, h: Tensor, steps: int, out: Tensor | None, direct: Tensor | None):
+    def _finish(y: Tensor, h: Tensor, steps: int, out: Tensor | None,
+                direct: Tensor | None) -> tuple[Tensor, Tensor]:
         """Crop the padding and put y into ``out`` unless it was written there already."""
         if direct is None:
             y = y[:, :, :steps]
@@ -239,24 +255,24 @@ class _BlockScan:
             ebuf, wbuf = self.buffers.get(b * d * n * steps, dl)
             E = torch.mul(A2v, cr, out=ebuf.view(shape)).exp2_()
             W = torch.div(xb, E, out=wbuf.view(shape)).mul_(Bv).cumsum_(-1)
-        # Per chunk (b, d, n, m): end state from a zero start (e_end · W_end), decay from the chunk
-        # start to r (dec_r) and over the whole chunk (dec1 · dec2). For delta >= 0, r = sigma / 2
-        # exactly, so both decays follow from the chunk's last E.
-        e_end = E[..., -1]
+        # Per chunk (b, d, n, m), decays e^{A c}: from the chunk start to r (dec_r), from r to the
+        # chunk end (e_end, equal to E's last column) and over the whole chunk. For delta >= 0,
+        # r = sigma / 2 exactly, so all three follow from dec_r (cheaper than gathering from E).
+        A2s = A2.view(1, d, n, 1)
+        dec_r = torch.exp2(A2s * r.view(b, d, 1, m))
         if signed:
-            A2s = A2.view(1, d, n, 1)
-            dec_r, dec1, dec2 = torch.exp2(A2s * r.view(b, d, 1, m)), torch.exp2(A2s * sigma.view(b, d, 1, m)), 1.0
+            sigma = sigma.view(b, d, 1, m)
+            e_end, decay = torch.exp2(A2s * (sigma - r.view(b, d, 1, m))), torch.exp2(A2s * sigma)
         else:
-            dec_r, dec1, dec2 = e_end, e_end, e_end
+            e_end, decay = dec_r, dec_r * dec_r
         if grad:
-            H_in, h = _carry(e_end * W[..., -1], dec1 * dec2, h)
+            H_in, h = _carry(e_end * W[..., -1], decay, h)
             return ((W + (H_in * dec_r).unsqueeze(-1)) * (E * Cv)).sum(2).reshape(b, d, steps), h
-        H, decay = h.new_empty((m + 1, b, d, n)), h.new_empty((m, b, d, n))  # chunk-major for _chain
-        H[0] = h
-        torch.mul(e_end, W[..., -1], out=H[1:].permute(1, 2, 3, 0))
-        torch.mul(dec1, dec2, out=decay.permute(1, 2, 3, 0))
+        H = h.new_empty((b, d, n, m + 1))
+        H[..., 0] = h
+        torch.mul(e_end, W[..., -1], out=H[..., 1:])  # each chunk's end state from a zero start
         h = _chain(H, decay)
-        hp = torch.mul(H[:m].permute(1, 2, 3, 0), dec_r, out=h.new_empty((b, d, n, m)))  # before E changes
+        hp = torch.mul(H[..., :m], dec_r, out=torch.empty_like(dec_r))
         W.add_(hp.unsqueeze(-1))
         E.mul_(Cv)
         W.mul_(E)
@@ -265,7 +281,9 @@ class _BlockScan:
         torch.sum(W, 2, out=out.view(b, d, m, T))
         return out, h
 
-    def _stepwise(self, dl: Tensor, x: Tensor, Bb: Tensor, Cb: Tensor, A2: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    def _stepwise(self, dl: Tensor, x: Tensor, Bb: Tensor, Cb: Tensor, A2: Tensor,
+                  h: Tensor) -> tuple[Tensor, Tensor]:
+        """The stepwise form, for channels too heavy for the factorised one."""
         b, d, steps = dl.shape
         n = A2.shape[1]
         T = self.stepwise_chunk
@@ -300,11 +318,11 @@ class _BlockScan:
             for t in range(1, T):
                 Hu[t].addcmul_(Pu[t], Hu[t - 1])
                 Pu[t].mul_(Pu[t - 1])
-            Hc = h.new_empty((m + 1, b, d, n))
-            Hc[0] = h
-            Hc[1:] = H[-1].permute(3, 0, 1, 2)
-            h = _chain(Hc, P[-1].permute(3, 0, 1, 2).contiguous())
-            y_t = H.addcmul_(P, Hc[:m].permute(1, 2, 3, 0).contiguous()).mul_(C_t).sum(3)
+            Hc = h.new_empty((b, d, n, m + 1))
+            Hc[..., 0] = h
+            Hc[..., 1:] = H[-1]
+            h = _chain(Hc, P[-1])
+            y_t = H.addcmul_(P, Hc[..., :m]).mul_(C_t).sum(3)
         return y_t.permute(1, 2, 3, 0).reshape(b, d, steps), h  # (T, b, d, m) -> (b, d, steps)
 
 
@@ -322,12 +340,9 @@ def _carry(local: Tensor, decay: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _chain(H: Tensor, decay: Tensor) -> Tensor:
-    """The same chaining in place, chunk-major so that each step touches contiguous memory.
-
-    H (m + 1, b, d, n) holds h then each chunk's local end state, and becomes the state entering
-    each chunk then the final state (returned); decay is (m, b, d, n).
-    """
-    Hu, Du = H.unbind(0), decay.unbind(0)
+    """The same chaining in place: H (b, d, n, m + 1) holds h then each chunk's local end state,
+    and becomes the state entering each chunk then the final state (returned)."""
+    Hu, Du = H.unbind(-1), decay.unbind(-1)
     for j in range(len(Du)):
         torch.addcmul(Hu[j + 1], Du[j], Hu[j], out=Hu[j + 1])
     return Hu[-1]

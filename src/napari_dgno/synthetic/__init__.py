@@ -20,6 +20,7 @@ from .pairs import (
     sample_pair,
     sample_rgb,
     sample_stack,
+    sample_stack_truth,
 )
 from .specimens import KINDS, RngLike, random_specimen
 
@@ -27,5 +28,5 @@ __all__ = [
     "BRIGHTFIELD_RGB", "DEFOCUS_RANGE_UM", "FLUORESCENCE", "KINDS", "RGB_WAVELENGTHS_UM", "FocusStack", "Optics",
     "RngLike",
     "add_noise", "blur", "default_optics", "defocus_psf", "make_focus_stack", "make_pair", "psf_size",
-    "random_defocus_map", "random_specimen", "sample_pair", "sample_rgb", "sample_stack", "to_counts",
+    "random_defocus_map", "random_specimen", "sample_pair", "sample_rgb", "sample_stack", "sample_stack_truth", "to_counts",
 ]

@@ -152,15 +152,30 @@ def _camera_meta(photons: float, offset: float, read_noise: float) -> dict:
             "gain_e_per_count": 1.0}
 
 
+_SAMPLE_STACK_PHOTONS, _SAMPLE_STACK_OFFSET = 1000.0, 100.0
+
+
+def _sample_stack_series(rng: RngLike) -> FocusStack:
+    return make_focus_stack((21, 256, 320), kind="nuclei", in_focus=10, z_step_um=1.0, rng=rng,
+                            photons=_SAMPLE_STACK_PHOTONS, tilt=0.01)
+
+
+def sample_stack_truth(rng: RngLike = 0) -> np.ndarray:
+    """The noise-free in-focus specimen behind :func:`sample_stack` (same ``rng``), float32 in [0, 1].
+
+    Lets the demo score a result against the truth rather than against a noisy in-focus plane.
+    """
+    return _sample_stack_series(rng).sharp
+
+
 def sample_stack(rng: RngLike = 0) -> tuple[np.ndarray, dict]:
     """A (21, 256, 320) uint16 defocus z-stack of nuclei, 1 µm steps, in focus at plane 10, like a camera writes.
 
     Metadata: ``name``, ``axes`` ("ZYX"), ``scale`` (µm per pixel per axis), ``units``, ``in_focus``,
     ``defocus_um`` per plane, ``contrast_limits``, ``kind``, ``optics``, ``camera``, ``description``.
     """
-    photons, offset = 1000.0, 100.0
-    series = make_focus_stack((21, 256, 320), kind="nuclei", in_focus=10, z_step_um=1.0, rng=rng,
-                              photons=photons, tilt=0.01)
+    photons, offset = _SAMPLE_STACK_PHOTONS, _SAMPLE_STACK_OFFSET
+    series = _sample_stack_series(rng)
     data = to_counts(series.stack, full_scale=photons, offset=offset)
     px = series.optics.pixel_um
     meta = {

@@ -9,7 +9,7 @@ cd "$ROOT"
 
 APT_PACKAGES=(xvfb xauth libgl1 libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
   libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0
-  libdbus-1-3 libfontconfig1)
+  libxcb-xkb1 libdbus-1-3 libfontconfig1 libglib2.0-0 libgl1-mesa-dri libglx-mesa0)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ._progress import ProgressBar
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -75,33 +77,6 @@ def _plan(source: Path, output: Path) -> list[tuple[Path, Path]]:
     return [(source, target)]
 
 
-class _Bar:
-    """A tqdm bar on stderr driven by progress(done, total) callbacks (from any thread).
-
-    Created on the first call, so a run that fails during its checks prints no empty bar.
-    """
-
-    def __init__(self, label: str, unit: str, quiet: bool):
-        self._label, self._unit, self._quiet = label, unit, quiet
-        self._bar = None
-        self._lock = threading.Lock()
-
-    def __call__(self, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        with self._lock:
-            if self._bar is None:
-                self._bar = tqdm(total=total, desc=self._label, unit=self._unit, file=sys.stderr,
-                                 disable=self._quiet, dynamic_ncols=True)
-            if total != self._bar.total:
-                self._bar.total = total
-            self._bar.update(done - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def _deblur_file(source: Path, target: Path, args: argparse.Namespace, record: dict, distributed: bool) -> Path:
     import datetime as dt
 
@@ -113,7 +88,7 @@ def _deblur_file(source: Path, target: Path, args: argparse.Namespace, record: d
     image = read_image(source)
     axes = args.axes or image.axes
     cancel = threading.Event()
-    bar = _Bar(source.name, "plane" if distributed else "tile", args.quiet)
+    bar = ProgressBar(source.name, "plane" if distributed else "tile", args.quiet)
     params = dict(record["parameters"], axes=axes)
     try:
         result = deblur_lazy(image.data, args.model, progress=None if distributed else bar, cancel=cancel, **params)

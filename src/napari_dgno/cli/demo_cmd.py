@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import ProgressBar
+
 #: The plane shown side by side: this many planes (µm) above the in-focus one.
 DEFAULT_DEFOCUS_PLANES = 3
 
@@ -113,19 +115,6 @@ def _plane_range(args: argparse.Namespace, meta: dict) -> range:
     return range(start, start + count)
 
 
-def _progress_bar(quiet: bool):
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc="deblurring", unit="tile", file=sys.stderr, disable=quiet, dynamic_ncols=True)
-
-    def report(done: int, total: int) -> None:
-        if total != bar.total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    return bar, report
-
-
 def side_by_side(path: Path, panels: list[tuple[Any, str]], title: str) -> Path:
     """A PNG of 2-D images next to each other, on one intensity scale (the last panel's, the reference)."""
     import matplotlib
@@ -216,9 +205,9 @@ def run_headless(args: argparse.Namespace) -> int:
     planes = _plane_range(args, meta)
     params = {"axes": "ZYX", "tile": None, "overlap": 32, "batch_size": None, "device": args.device,
               "precision": "fp32"}
-    bar, report = _progress_bar(args.quiet)
+    bar = ProgressBar("deblurring", "tile", args.quiet)
     try:
-        result = deblur(stack[planes.start:planes.stop], model, progress=report, **params)
+        result = deblur(stack[planes.start:planes.stop], model, progress=bar, **params)
     except (ValueError, RuntimeError, Cancelled) as err:
         return _fail(str(err))
     finally:

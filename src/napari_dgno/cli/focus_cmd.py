@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._progress import ProgressBar
+
 PLANE_AXIS = "Z"
 
 
@@ -158,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as err:
         return _fail(str(err))
 
-    from .deblur_cmd import _Bar  # the CLI's one progress bar
-
-    bar = _Bar(args.stack.name, "plane", args.quiet)
+    bar = ProgressBar(args.stack.name, "plane", args.quiet)
     try:
         rows = focus_table(stack, result, reference=reference, measure=args.measure, progress=bar)
     except (ValueError, TypeError) as err:

@@ -13,7 +13,8 @@ class DeviceUnavailableError(RuntimeError):
     """The requested device is not usable on this machine."""
 
 
-def _mps_available() -> bool:
+def mps_available() -> bool:
+    """Apple's MPS backend is built into this torch and usable (False on older torch without it)."""
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
 
@@ -24,7 +25,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if text == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
+        return torch.device("mps") if mps_available() else torch.device("cpu")
     try:
         dev = torch.device(text)
     except RuntimeError as err:
@@ -47,7 +48,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             )
         return dev
     if dev.type == "mps":
-        if not _mps_available():
+        if not mps_available():
             raise DeviceUnavailableError(
                 f"device {device!r} was requested but Apple's MPS backend is not available here; "
                 "use device='auto' or 'cpu'"

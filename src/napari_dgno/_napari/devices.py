@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checkpoints.device import mps_available
 from ..engine.devices import PRECISIONS, check_precision
 
 
@@ -30,11 +31,6 @@ def _works(device: str) -> bool:
     return True
 
 
-def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
-
-
 def available_devices() -> list[DeviceChoice]:
     """Working devices, fastest first: every CUDA card, Apple's MPS, then the CPU."""
     out: list[DeviceChoice] = []
@@ -43,7 +39,7 @@ def available_devices() -> list[DeviceChoice]:
             value = f"cuda:{index}"
             if _works(value):
                 out.append(DeviceChoice(value, f"CUDA {index}: {torch.cuda.get_device_name(index)}"))
-    if _mps_available() and _works("mps"):
+    if mps_available() and _works("mps"):
         out.append(DeviceChoice("mps", "Apple GPU (MPS)"))
     out.append(DeviceChoice("cpu", f"CPU ({os.cpu_count() or 1} cores)"))
     return out
@@ -51,7 +47,7 @@ def available_devices() -> list[DeviceChoice]:
 
 def cpu_only_warning() -> str | None:
     """A warning when this PyTorch build has no GPU support (None otherwise)."""
-    if torch.version.cuda or getattr(torch.version, "hip", None) or _mps_available():
+    if torch.version.cuda or getattr(torch.version, "hip", None) or mps_available():
         return None
     return (
         f"PyTorch {torch.__version__} is a CPU-only build: DGNO runs on the CPU here (seconds per plane). "

@@ -239,3 +239,30 @@ def test_non_finite_gradients_skip_the_step_and_keep_weights():
     terms = train_step(net, torch.rand(1, 1, 64, 64), gt, optimizer, grad_clip=0.01)
     assert terms.applied and torch.isfinite(terms.total)
     assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_run_directory_in_use_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    """Workers orphaned by a killed torchrun keep writing; a second run there must not start."""
+    import json
+    import socket
+
+    run_dir = tmp_path / RUN
+    run_dir.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = {"host": socket.gethostname(), "pid": other.pid, "started": "2026-11-27 16:03:42"}
+        (run_dir / "run.lock").write_text(json.dumps(lock))
+        refused = subprocess.run(_train_cmd("total_iter=2"), cwd=tmp_path, env=_env(), capture_output=True,
+                                 text=True, timeout=300)
+        assert refused.returncode == 2
+        assert f"in use by training process {other.pid}" in refused.stderr and f"kill {other.pid}" in refused.stderr
+        assert not (run_dir / "training_states").exists()  # nothing of the other run touched
+    finally:
+        other.kill()
+        other.wait()
+    done = subprocess.run(_train_cmd("total_iter=2"), cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"took over run.lock of process {other.pid}" in done.stdout + done.stderr
+    assert (run_dir / "training_states" / "2.state").exists()
+    assert not (run_dir / "run.lock").exists()  # released when the run ends

@@ -48,11 +48,12 @@ from .ema import ModelEMA
 from .logs import CsvLog, TensorBoard, get_logger, setup_console
 from .losses import LossTerms, dgno_loss
 from .metrics import protocol_metrics
+from .runlock import RunLock
 from .sampling import ResumableBatchSampler
 from .schedule import CosineAnnealingRestartCyclicLR, ProgressiveSchedule
 
 TRAIN_FIELDS = ["iter", "lr", "loss", "l_content", "l_fft", "batch_per_gpu", "patch", "sec_per_iter", "samples_per_sec",
-                "elapsed_s"]
+                "elapsed_s", "gpu_peak_gib"]
 VAL_FIELDS = ["iter", "psnr", "ssim", "psnr_input", "ssim_input", "images", "weights"]
 
 
@@ -111,6 +112,13 @@ def _hwc(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().transpose(1, 2, 0)
 
 
+def _gpu_peak_gib(device: torch.device) -> str:
+    """Peak memory allocated on this rank's GPU so far (GiB), empty on other devices."""
+    if device.type != "cuda":
+        return ""
+    return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
+
+
 class StopRequest:
     """SIGINT/SIGTERM set a flag checked at iteration boundaries; a second signal aborts at once."""
 
@@ -147,6 +155,13 @@ class Trainer:
         self.run_dir = experiment_dir(opt)
         self.models_dir, self.states_dir = self.run_dir / "models", self.run_dir / "training_states"
         self.log = setup_console(self.run_dir, info.is_main)
+        self.lock = RunLock(self.run_dir)
+        problem = self.lock.acquire() if info.is_main else None
+        if any_rank(info, problem is not None):
+            raise ConfigError(problem or "rank 0 found the run directory in use (see its message)")
+        if self.lock.previous:
+            self.log.warning("took over run.lock of process %s (%s), which is gone", self.lock.previous.get("pid"),
+                             self.lock.previous.get("started"))
         state = self._find_state(resume)
         self.start_iter = int(state["iter"]) if state else 0
         self.total_iter = int(self.topt["total_iter"])
@@ -344,7 +359,8 @@ class Trainer:
                       it, self.total_iter, lr, loss, content, freq, per_iter, samples, _duration(eta))
         self.train_csv.write({"iter": it, "lr": lr, "loss": repr(loss), "l_content": repr(content), "l_fft": repr(freq),
                               "batch_per_gpu": shape[0], "patch": shape[-1], "sec_per_iter": f"{per_iter:.4f}",
-                              "samples_per_sec": f"{samples:.2f}", "elapsed_s": f"{elapsed:.1f}"})
+                              "samples_per_sec": f"{samples:.2f}", "elapsed_s": f"{elapsed:.1f}",
+                              "gpu_peak_gib": _gpu_peak_gib(self.device)})
         self.tb.scalars({"train/loss": loss, "train/l_content": content, "train/l_fft": freq, "train/lr": lr}, it)
 
     # ------------------------------------------------------------------------------------------ saving
@@ -472,12 +488,16 @@ def main(argv: list[str] | None = None) -> int:
     if opt["train"]["scan_backend"]:
         os.environ["NAPARI_DGNO_SCAN"] = str(opt["train"]["scan_backend"]).lower()
     info = init_distributed(opt["device"])
+    trainer = None
     try:
-        Trainer(opt, info, resume=args.resume).run()
+        trainer = Trainer(opt, info, resume=args.resume)
+        trainer.run()
     except (ConfigError, DataError, FileNotFoundError, *_checkpoint_errors()) as exc:
         print(f"error (rank {info.rank}): {exc}", file=sys.stderr)
         return 2
     finally:
+        if trainer is not None:
+            trainer.lock.release()
         cleanup()
     return 0
 

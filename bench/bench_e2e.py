@@ -1,17 +1,22 @@
-"""End-to-end DGNO inference throughput on one GPU: official settings vs our default vs our fastest.
+"""End-to-end DGNO inference throughput on one GPU: the official settings vs our default vs our fastest.
 
-Variants (same network, same random weights):
-  (a) baseline  - the official settings: float32, batch 1, mamba-ssm's scan kernel, Gumbel routing,
-                  one whole image per call (what test_bbbc.py / test_3dhistech.py do).
-  (b) default   - what `napari_dgno.deblur` does on CUDA by default: float32, tiles batched,
-                  deterministic routing, the `auto` scan backend.
-  (c) fastest   - bf16 autocast, channels-last, tiles batched, `auto` scan (optionally torch.compile).
+Variants (same network, same random weights, same input per shape):
+  (a) official   - float32, batch 1, mamba-ssm's scan kernel, Gumbel routing, one whole image per
+                   call, eager (what test_bbbc.py / test_3dhistech.py do); (a') the same on 4 x 512.
+  (b) default    - what `napari_dgno.deblur` does on CUDA by default: float32, tiles batched,
+                   deterministic routing, `auto` scan, accelerate="auto" (= CUDA graphs).
+  (b0) eager     - (b) without CUDA graphs: what the graphs add.
+  (c) bf16       - bf16 autocast + CUDA graphs.
+  (c+) fastest   - bf16 autocast + compiled blocks + CUDA graphs (accelerate="compile+graphs");
+  (b+)           - float32 + compiled blocks + CUDA graphs.
+The accelerated variants call `napari_dgno.model.fast.accelerate`, the function the engine uses.
 
-Prints megapixels/s, ratios to (a), peak GPU memory, achieved TFLOP/s (1.61 MFLOP per pixel, see
-the architecture note section 14) and its fraction of a measured bf16 matmul peak, the bf16
-deviation from fp32, and (with --profile) the top CUDA kernels of (b) and (c).
+Prints megapixels/s, ratios to (a), peak GPU memory, TFLOP/s (1.61 MFLOP per pixel, architecture
+note section 14) and its fraction of a measured bf16 matmul peak, compile times, the deviation of
+each variant from (b0) (relative L2 and max abs of the full-resolution output), and with --profile
+the top CUDA kernels of the fastest variant at 4 x 512.
 
-    python bench/bench_e2e.py [--variant face|cell] [--sizes 256 512 1024] [--profile] [--compile]
+    python bench/bench_e2e.py [--variant face|cell] [--sizes 256 512 1024] [--no-compile] [--profile]
 """
 
 from __future__ import annotations
@@ -68,34 +73,58 @@ def build(variant: str) -> DGNO:
     return net.cuda().eval()
 
 
-def run_variant(net, batch, size, *, dtype, routing, backend, channels_last, compiled=None):
-    # The same input for every variant of a shape, so that outputs can be compared.
-    x = torch.rand(batch, 1, size, size, device="cuda", generator=torch.Generator("cuda").manual_seed(size))
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+BATCHES = {256: 16, 512: 4, 1024: 4}
+
+
+def make_input(batch: int, size: int) -> torch.Tensor:
+    return torch.rand(batch, 1, size, size, device="cuda", generator=torch.Generator("cuda").manual_seed(size))
+
+
+def run_variant(net, batch, size, *, dtype, routing, backend, mode="none"):
+    """(median ms, peak MiB, output of one call) for ``net`` made fast with ``mode``."""
+    from napari_dgno.model.fast import accelerate
+
+    x = make_input(batch, size)
     net.routing = routing
-    model = net if compiled is None else compiled
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
-
-    def step():
-        with torch.inference_mode(), autocast, scan.use_backend(backend):
-            return model(x)[-1]
-
-    for _ in range(2):  # warm-up (cuDNN autotuning, Triton compiles) before the memory peak is reset
-        step()
     torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    ms = time_cuda(step, warmup=1)
-    peak = torch.cuda.max_memory_allocated() / 2**20
-    return ms, peak, step
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()  # the peak includes a captured graph's memory pool
+    with scan.use_backend(backend):
+        model = accelerate(net, "cuda", mode)
+
+        def step():
+            with torch.inference_mode(), autocast:
+                return model(x)[-1]
+
+        for _ in range(2):  # warm-up: cuDNN autotuning, Triton/Inductor compiles, graph capture
+            step()
+        ms = time_cuda(step, warmup=1)
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        out = step().float()
+    if hasattr(model, "release"):
+        model.release()
+    return ms, peak, out
+
+
+def attempt(label: str, net, batch: int, size: int, *, dtype: str, mode: str):
+    """``run_variant`` with argmax routing and the auto scan; None (and the reason printed) on failure,
+    so one broken variant does not lose the other numbers of a device run."""
+    try:
+        return run_variant(net, batch, size, dtype=dtype, routing="argmax", backend="auto", mode=mode)
+    except Exception as exc:
+        print(f"    {label} failed: {type(exc).__name__}: {str(exc)[:800]}", flush=True)
+        return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", choices=["face", "cell"], default="face")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled variants")
+    parser.add_argument("--compile-budget", type=float, default=300,
+                        help="seconds of compiling after which further compiled variants are skipped")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile on the fastest path")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
 
@@ -110,70 +139,86 @@ def main() -> None:
           f"auto scan backend = {fast_backend}; mamba-ssm {'present' if have_mamba else 'ABSENT'}", flush=True)
     net = build(args.variant)
     rows = []
+    reference: dict[int, torch.Tensor] = {}
 
-    def record(name, batch, size, ms, peak):
+    def record(name, batch, size, ms, peak, out=None, **extra):
         mpx = batch * size * size / (ms * 1e-3) / 1e6
         tflops = mpx * 1e6 * FLOP_PER_PIXEL / 1e12
-        rows.append(dict(variant=name, batch=batch, size=size, ms=ms, mpx_s=mpx, peak_mib=peak,
-                         tflops=tflops, floor_frac=tflops / peak_tf))
-        print(f"{name:<22} {batch:>3} x {size:<5} {ms:9.2f} ms {mpx:8.2f} Mpx/s {peak:9.0f} MiB "
-              f"{tflops:6.1f} TFLOP/s ({100 * tflops / peak_tf:4.1f}% of bf16 peak)", flush=True)
+        row = dict(variant=name, batch=batch, size=size, ms=ms, mpx_s=mpx, peak_mib=peak, tflops=tflops,
+                   floor_frac=tflops / peak_tf, **extra)
+        if out is not None and size in reference and out.shape == reference[size].shape:
+            ref = reference[size]
+            row["rel_l2"] = float((out - ref).norm() / ref.norm())
+            row["max_abs"] = float((out - ref).abs().max())
+        rows.append(row)
+        dev = f" dev vs (b0) {row['rel_l2']:.1e} (max {row['max_abs']:.1e})" if "rel_l2" in row else ""
+        print(f"{name:<26} {batch:>3} x {size:<5} {ms:9.2f} ms {mpx:8.2f} Mpx/s {peak:9.0f} MiB "
+              f"{tflops:6.1f} TFLOP/s ({100 * tflops / peak_tf:4.1f}% of bf16 peak){dev}", flush=True)
 
     baseline_backend = "mamba" if have_mamba else fast_backend
     for size in args.sizes:
-        ms, peak, _ = run_variant(net, 1, size, dtype="fp32", routing="gumbel", backend=baseline_backend, channels_last=False)
+        ms, peak, _ = run_variant(net, 1, size, dtype="fp32", routing="gumbel", backend=baseline_backend)
         record(f"(a) official/{baseline_backend}", 1, size, ms, peak)
-    batches = {256: 16, 512: 4, 1024: 4}
-    for size in args.sizes:
-        batch = batches.get(size, 4)
-        ms, peak, step32 = run_variant(net, batch, size, dtype="fp32", routing="argmax", backend="auto", channels_last=False)
-        record("(b) default fp32", batch, size, ms, peak)
-        ms, peak, _ = run_variant(net, batch, size, dtype="fp32", routing="argmax", backend="auto", channels_last=True)
-        record("(b') fp32 channels-last", batch, size, ms, peak)
-        ms, peak, step16 = run_variant(net, batch, size, dtype="bf16", routing="argmax", backend="auto", channels_last=True)
-        record("(c) fast bf16+CL", batch, size, ms, peak)
-        with torch.inference_mode():
-            y32, y16 = step32().float(), step16().float()
-        dev = float((y16 - y32).norm() / y32.norm())
-        print(f"    bf16 vs fp32 relative L2 deviation at {size}: {dev:.2e}; max abs {float((y16 - y32).abs().max()):.2e}")
-        rows[-1]["bf16_rel_dev"] = dev
-
-    # The issue's reference shape: the official settings on 4 x 512 tiles.
-    if 512 in args.sizes:
-        ms, peak, _ = run_variant(net, 4, 512, dtype="fp32", routing="gumbel", backend=baseline_backend, channels_last=False)
+    if 512 in args.sizes:  # the issue's reference shape
+        ms, peak, _ = run_variant(net, 4, 512, dtype="fp32", routing="gumbel", backend=baseline_backend)
         record("(a') official 4x512", 4, 512, ms, peak)
+    for size in args.sizes:
+        batch = BATCHES.get(size, 4)
+        ms, peak, out = run_variant(net, batch, size, dtype="fp32", routing="argmax", backend="auto")
+        reference[size] = out
+        record("(b0) fp32 eager", batch, size, ms, peak)
+        for label, dtype in (("(b) default: fp32 + graphs", "fp32"), ("(c) bf16 + graphs", "bf16")):
+            result = attempt(label, net, batch, size, dtype=dtype, mode="graphs")
+            if result is not None:
+                record(label, batch, size, *result)
+        ms, peak, out = run_variant(net, batch, size, dtype="bf16", routing="argmax", backend="auto")
+        record("(c0) bf16 eager", batch, size, ms, peak, out)
 
-    if args.compile:
-        for label, dtype in (("(c+) compiled bf16+CL", "bf16"), ("(b+) compiled fp32+CL", "fp32")):
-            t0 = time.perf_counter()
-            torch._dynamo.reset()
-            compiled = torch.compile(net)
-            try:
-                ms, peak, _ = run_variant(net, 4, 512, dtype=dtype, routing="argmax", backend="auto", channels_last=True,
-                                          compiled=compiled)
-                print(f"    {label}: compile + timing took {time.perf_counter() - t0:.0f} s")
-                record(label, 4, 512, ms, peak)
-            except Exception as exc:  # report and go on: the other numbers still matter
-                print(f"    torch.compile failed: {type(exc).__name__}: {str(exc)[:500]}")
+    if not args.no_compile:  # compiled last: compile_blocks changes the network in place
+        spent = 0.0
+        for size in args.sizes:
+            for label, dtype in (("(c+) bf16 + compile + graphs", "bf16"), ("(b+) fp32 + compile + graphs", "fp32")):
+                if spent > args.compile_budget:
+                    print(f"    skipped {label} at {size}: compile budget spent", flush=True)
+                    continue
+                batch = BATCHES.get(size, 4)
+                t0 = time.perf_counter()
+                result = attempt(label, net, batch, size, dtype=dtype, mode="compile+graphs")
+                if result is None:
+                    continue
+                ms, peak, out = result
+                took = time.perf_counter() - t0 - ms * 14e-3  # minus the timed calls
+                spent += took
+                record(label, batch, size, ms, peak, out, compile_s=took)
+                print(f"    compile + capture took {took:.0f} s", flush=True)
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        for label, dtype, cl in (("default fp32", "fp32", False), ("fast bf16", "bf16", True)):
-            _, _, step = run_variant(net, 4, 512, dtype=dtype, routing="argmax", backend="auto", channels_last=cl)
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                step()
+        from napari_dgno.model.fast import accelerate
+
+        net.routing = "argmax"
+        x = make_input(4, 512)
+        model = accelerate(net, "cuda", "none")  # compiled blocks stay compiled; eager glue visible
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            model(x)
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                model(x)
                 torch.cuda.synchronize()
-            print(f"\n## profile: {label}, 4 x 512x512")
-            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60))
+        print("\n## profile: bf16, compiled blocks (no graph), 4 x 512x512")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
 
     base = {r["size"]: r["mpx_s"] for r in rows if r["variant"].startswith("(a)")}
-    print("\n| variant | batch x size | ms | Mpx/s | vs (a) same size | peak MiB | TFLOP/s | % bf16 peak |")
-    print("|---|---|---|---|---|---|---|---|")
+    base4 = next((r["mpx_s"] for r in rows if r["variant"].startswith("(a')")), None)
+    print("\n| variant | batch x size | ms | Mpx/s | vs (a) same size | vs (a') 4x512 | peak MiB | TFLOP/s | "
+          "% bf16 peak | rel. L2 vs (b0) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = r["mpx_s"] / base[r["size"]] if r["size"] in base else float("nan")
+        ratio4 = f"{r['mpx_s'] / base4:.2f}x" if base4 else ""
+        dev = f"{r['rel_l2']:.1e}" if "rel_l2" in r else ""
         print(f"| {r['variant']} | {r['batch']} x {r['size']} | {r['ms']:.1f} | {r['mpx_s']:.2f} | {ratio:.2f}x | "
-              f"{r['peak_mib']:.0f} | {r['tflops']:.1f} | {100 * r['floor_frac']:.1f}% |")
+              f"{ratio4} | {r['peak_mib']:.0f} | {r['tflops']:.1f} | {100 * r['floor_frac']:.1f}% | {dev} |")
     if args.json:
         args.json.write_text(json.dumps(dict(gpu=gpu, peak_bf16_tflops=peak_tf, rows=rows), indent=1))
 

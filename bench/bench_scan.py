@@ -10,8 +10,12 @@ time) and the ratios triton / mamba.
 
     python bench/bench_scan.py [--out results.md] [--backends torch triton mamba] [--quick]
     python bench/bench_scan.py --check      # accuracy checks of the triton backend (about 30 s)
-    python bench/bench_scan.py --sweep      # forward tile sizes of the triton backend per shape
+    python bench/bench_scan.py --sweep      # chunked vs single-launch configs per shape (~1-2 min)
 
+``--sweep`` times the forward (eager with ``do_bench``, and replayed from a CUDA graph) of several
+chunked and single-launch configs and mamba-ssm at DGNO's shapes (batch 1 and 4), checks each result
+against float64 (rel L2 < 1e-5), and prints a markdown table, the best config per shape and the
+single-launch length threshold the timings suggest (``SINGLE_*`` constants in scan_triton.py).
 ``--out PATH`` also writes the table (markdown for .md, CSV for .csv, both for any other name).
 ``--dry-run`` (with ``TRITON_INTERPRET=1``, no GPU) runs the same code on the CPU at tiny sizes, to
 test this script itself.
@@ -96,24 +100,24 @@ def backends(names: list[str]) -> dict[str, Callable]:
     return out
 
 
-def bench_ms(fn: Callable, grad_to_none=None, rep: int = 100) -> float:
+def bench_ms(fn: Callable, grad_to_none=None, rep: int = 100, warmup: int = 25) -> float:
     if DRY_RUN:  # no CUDA events on the CPU: one timed call is enough to exercise the code
         t0 = time.perf_counter()
         fn()
         return (time.perf_counter() - t0) * 1e3
     from triton.testing import do_bench
 
-    return float(do_bench(fn, warmup=25, rep=rep, grad_to_none=grad_to_none, return_mode="median"))
+    return float(do_bench(fn, warmup=warmup, rep=rep, grad_to_none=grad_to_none, return_mode="median"))
 
 
-def graph_ms(fn: Callable) -> float:
+def graph_ms(fn: Callable, rep: int = 20) -> float:
     """Median ms of ``fn`` replayed from a CUDA graph: GPU time without Python launch overhead."""
     if DRY_RUN:
         return math.nan
     from triton.testing import do_bench_cudagraph
 
     try:
-        return float(do_bench_cudagraph(fn, rep=20, return_mode="median"))
+        return float(do_bench_cudagraph(fn, rep=rep, return_mode="median"))
     except Exception as e:  # capture can fail for reasons unrelated to the kernels
         print(f"  (CUDA-graph timing failed: {type(e).__name__}: {e})")
         return math.nan
@@ -132,6 +136,11 @@ def run_benchmark(names: list[str], batches: list[int], quick: bool) -> list[dic
             args = make_inputs(b, d, length, seed=length + b)
             ref = reference(args)
             row = {"shape": label, "b": b, "d": d, "l": length}
+            if "triton" in fns:
+                from napari_dgno.model.scan_triton import default_config
+
+                sms = 132 if DRY_RUN else torch.cuda.get_device_properties(0).multi_processor_count
+                row["triton_config"] = describe(default_config(b, d, length, sms))
             for name, fn in fns.items():
                 if name == "torch" and length * b > 2**20 and quick:
                     continue
@@ -152,19 +161,23 @@ def run_benchmark(names: list[str], batches: list[int], quick: bool) -> list[dic
 
                     row[f"{name}_fwdbwd_ms"] = bench_ms(step, grad_to_none=leaves, rep=50 if quick else 100)
                     del leaves, gy
-                torch.cuda.empty_cache()
+                if not DRY_RUN:
+                    torch.cuda.empty_cache()
             for key in ("ms", "graph_ms", "fwdbwd_ms"):
                 if f"triton_{key}" in row and f"mamba_{key}" in row:
                     row[f"triton/mamba_{key}"] = row[f"triton_{key}"] / row[f"mamba_{key}"]
             print(format_row(row), flush=True)
             rows.append(row)
             del args, ref
-            torch.cuda.empty_cache()
+            if not DRY_RUN:
+                torch.cuda.empty_cache()
     return rows
 
 
 def format_row(row: dict) -> str:
     parts = [f"{row['shape']:8s} b={row['b']:<2d} d={row['d']:<4d} l={row['l']:<8d}"]
+    if "triton_config" in row:
+        parts.append(f"triton default: {row['triton_config']}")
     for name in ("torch", "triton", "mamba"):
         if f"{name}_ms" in row:
             part = f"{name} {row[f'{name}_ms']:8.3f} ms {row[f'{name}_GBs']:6.0f} GB/s err {row[f'{name}_err']:.1e}"
@@ -251,6 +264,14 @@ def run_checks() -> bool:
         err = rel_err(y, reference(args, slice(None)))
         check(f"extreme delta+bias ~ {shift:+.0f}, |A| to 1e3", bool(torch.isfinite(y).all()) and err < 1e-5,
               f"rel err {err:.1e}")
+    from napari_dgno.model.scan_triton import ScanConfig
+
+    args = make_inputs(*big, seed=8)
+    ref = reference(args, slice(None))
+    for bd, tile, warps in SINGLE_TILINGS:
+        cfg = ScanConfig(single=True, block_d=bd, tile=tile, num_warps=warps)
+        err = rel_err(selective_scan_triton(*args, config=cfg), ref)
+        check(f"single launch {describe(cfg)} at {big}", err < 1e-5, f"rel err {err:.1e}")
     low = make_inputs(*big, seed=4, dtype=torch.bfloat16)
     y = selective_scan_triton(*low)
     err = rel_err(y, reference(low, slice(None)))
@@ -282,39 +303,143 @@ def run_checks() -> bool:
 
 # ------------------------------------------------------------------------------------------ sweep
 
+# The sweep's shapes (d, l), and its single-launch tilings (block_d, tile, num_warps): 4 consecutive
+# float32 steps per thread need tile = 128 * num_warps; block_d = 4 spills registers on sm_90.
+SWEEP_SHAPES = [(96, 65536), (192, 16384), (384, 4096), (768, 1024), (96, 262144)]
+SINGLE_TILINGS = [(1, 512, 4), (2, 512, 4), (1, 256, 2), (1, 1024, 8)]
+SWEEP_TOL = 1e-5
+
+
+def describe(cfg) -> str:
+    """A short name for a forward config: ``single bd=1 T=512 w=4`` or ``chunked c=256``."""
+    if cfg.single:
+        return f"single bd={cfg.block_d} T={cfg.tile} w={cfg.num_warps}"
+    return f"chunked c={cfg.chunk}"
+
+
+def sweep_candidates(b: int, d: int, length: int, sms: int) -> list:
+    """Chunked with the rule's chunk, half and double; single launch with SINGLE_TILINGS and the
+    rule's own tiling; and the default config (one of those)."""
+    from napari_dgno.model.scan_triton import ScanConfig, chunked_config, default_config, single_launch_config
+
+    base = chunked_config(b, d, length, sms)
+    chunks = sorted({max(16, base.chunk // 2), base.chunk, min(1024, base.chunk * 2)})
+    cands = [dataclasses.replace(base, chunk=c) for c in chunks]
+    singles = [single_launch_config(b, d, sms)]
+    singles += [ScanConfig(single=True, block_d=bd, tile=t, num_warps=w) for bd, t, w in SINGLE_TILINGS]
+    for cfg in [*singles, default_config(b, d, length, sms)]:
+        if cfg not in cands:
+            cands.append(cfg)
+    return cands
+
+
+def sweep_shapes() -> list[tuple[int, int]]:
+    if not DRY_RUN:
+        return SWEEP_SHAPES
+    return [(d // 96 + 1, max(7, length // 4096) + 2) for d, length in SWEEP_SHAPES]  # interpreter-sized
+
 
 def run_sweep() -> list[dict]:
-    """Forward time of a few tile configurations around the default, per shape (batch 1 and 4)."""
+    """Forward time (eager and CUDA graph) of chunked and single-launch configs per DGNO shape."""
     from napari_dgno.model.scan_triton import default_config, selective_scan_triton
 
+    sms = 132 if DRY_RUN else torch.cuda.get_device_properties(0).multi_processor_count
+    mamba = mamba_available()
     rows = []
-    for d, length, label in levels()[:4]:
+    for d, length in sweep_shapes():
         for b in (1, 4):
-            args = make_inputs(b, d, length, seed=1)
-            sms = 132 if DRY_RUN else torch.cuda.get_device_properties(0).multi_processor_count
-            base = default_config(b, d, length, sms)
-            chunks = sorted({max(16, base.chunk // 2), base.chunk, min(1024, base.chunk * 2)})
-            configs = [dataclasses.replace(base, chunk=c) for c in chunks]
-            configs += [dataclasses.replace(base, block_d=64, num_warps=2)]
-            configs += [dataclasses.replace(base, stages=s) for s in (1, 3) if s != base.stages]
-            timings = []
-            for cfg in configs:
-                t0 = time.perf_counter()
-                ms = bench_ms(lambda cfg=cfg: selective_scan_triton(*args, config=cfg), rep=30)
-                timings.append((ms, cfg))
-                rows.append({"shape": label, "b": b, "block_d": cfg.block_d, "chunk": cfg.chunk,
-                             "stages": cfg.stages, "ms": ms, "default": cfg == base,
-                             "bench_s": time.perf_counter() - t0})
-            best_ms, best = min(timings, key=lambda t: t[0])
-            base_ms = next((ms for ms, cfg in timings if cfg == base), math.nan)
-            print(f"{label:8s} b={b}: default {_short(base)} {base_ms:.3f} ms | best {_short(best)} {best_ms:.3f} ms",
-                  flush=True)
-            del args
+            args = make_inputs(b, d, length, seed=length + b)
+            ref = torch.cat([reference(args, slice(i, i + 1)) for i in range(b)])
+            default = default_config(b, d, length, sms)
+            cands = [(describe(cfg), cfg) for cfg in sweep_candidates(b, d, length, sms)]
+            if mamba:
+                cands.append(("mamba", None))
+            for name, cfg in cands:
+                fn = _forward_fn(selective_scan_triton, args, cfg)
+                err = rel_err(fn(), ref)
+                rows.append({"d": d, "l": length, "b": b, "config": name, "default": cfg == default,
+                             "eager_ms": bench_ms(fn, rep=15, warmup=5), "graph_ms": graph_ms(fn, rep=10),
+                             "rel_err": err, "ok": err < SWEEP_TOL})
+            print(_best_line(rows, d, length, b), flush=True)
+            del args, ref
+            if not DRY_RUN:
+                torch.cuda.empty_cache()
+    print()
+    print(sweep_table(rows))
+    print()
+    for line in sweep_summary(rows):
+        print(line)
     return rows
 
 
-def _short(cfg) -> str:
-    return f"(block_d={cfg.block_d}, chunk={cfg.chunk}, stages={cfg.stages})"
+def _forward_fn(triton_scan: Callable, args: list, cfg) -> Callable[[], torch.Tensor]:
+    """The timed call: the triton backend with ``cfg``, or mamba-ssm for ``cfg=None``."""
+    if cfg is None:
+        return lambda: selective_scan_mamba(*args)
+    return lambda: triton_scan(*args, config=cfg)
+
+
+def _best(rows: list[dict], key: str, family: str | None = None) -> dict | None:
+    """The fastest correct row for ``key`` (eager_ms / graph_ms), optionally of one family."""
+    ok = [r for r in rows if r["ok"] and not math.isnan(r[key])
+          and (family is None or r["config"].startswith(family))]
+    return min(ok, key=lambda r: r[key]) if ok else None
+
+
+def _best_line(rows: list[dict], d: int, length: int, b: int) -> str:
+    mine = [r for r in rows if (r["d"], r["l"], r["b"]) == (d, length, b)]
+    default = next(r for r in mine if r["default"])
+    parts = [f"d={d:<4d} l={length:<7d} b={b}: default {default['config']} {default['eager_ms']:.3f} ms"]
+    for key in ("eager_ms", "graph_ms"):
+        best = _best(mine, key)
+        if best is not None:
+            parts.append(f"best {key[:-3]} {best['config']} {best[key]:.3f} ms")
+    bad = [r["config"] for r in mine if not r["ok"]]
+    if bad:
+        parts.append(f"FAILED accuracy: {bad}")
+    return " | ".join(parts)
+
+
+def sweep_table(rows: list[dict]) -> str:
+    """Markdown: one line per (shape, batch, candidate), the default marked with *."""
+    lines = ["| d | l | b | config | eager ms | graph ms | rel err |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = r["config"] + (" *" if r["default"] else "")
+        err = f"{r['rel_err']:.1e}" + ("" if r["ok"] else " FAIL")
+        lines.append(f"| {r['d']} | {r['l']} | {r['b']} | {name} | {r['eager_ms']:.3f} | {r['graph_ms']:.3f} | {err} |")
+    return "\n".join(lines)
+
+
+def sweep_summary(rows: list[dict]) -> list[str]:
+    """Best config per shape, and the single-launch length threshold the timings suggest."""
+    lines = ["| d | l | b | best eager | best graph | default | default / best eager |", "|---|---|---|---|---|---|---|"]
+    wins = {"eager_ms": {}, "graph_ms": {}}  # length -> [single beats chunked, per shape and batch]
+    for key in dict.fromkeys((r["d"], r["l"], r["b"]) for r in rows):
+        mine = [r for r in rows if (r["d"], r["l"], r["b"]) == key]
+        best = {k: _best(mine, k) for k in ("eager_ms", "graph_ms")}
+        default = next(r for r in mine if r["default"])
+        cells = [f"{b['config']} {b[k]:.3f}" if b else "-" for k, b in best.items()]
+        ratio = default["eager_ms"] / best["eager_ms"]["eager_ms"] if best["eager_ms"] else math.nan
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {cells[0]} | {cells[1]} | {default['config']} | {ratio:.2f} |")
+        for k, by_length in wins.items():
+            single, chunked = _best(mine, k, "single"), _best(mine, k, "chunked")
+            if single and chunked:
+                by_length.setdefault(key[1], []).append(single[k] < chunked[k])
+    rule = []
+    for k, by_length in wins.items():
+        if not by_length:
+            rule.append(f"{k[:-3]}: no timings")
+            continue
+        single_at = [length for length, won in by_length.items() if all(won)]
+        chunked_at = [length for length, won in by_length.items() if not any(won)]
+        rule.append(f"{k[:-3]}: single wins at every batch for l in {sorted(single_at)}, chunked for l in "
+                    f"{sorted(chunked_at)} -> SINGLE_MAX_LENGTH ~ {max(single_at) if single_at else 0}")
+    from napari_dgno.model import scan_triton as st
+
+    lines.append("")
+    lines.append("suggested rule: " + "; ".join(rule) + f" (now: single for l <= {st.SINGLE_MAX_LENGTH}, or any l "
+                 f"with >= {st.SINGLE_MIN_PROGRAMS_PER_SM} programs per SM)")
+    return lines
 
 
 def main() -> int:

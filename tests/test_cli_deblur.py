@@ -56,7 +56,7 @@ def test_cli_round_trips_tiff_and_ome_tiff_with_metadata(tmp_path, checkpoint, o
     assert record["model"] == "tiny"
     assert record["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert record["parameters"] == {"axes": "ZYX", "tile": 64, "overlap": 16, "batch_size": 1, "device": "cpu",
-                                    "precision": "fp32"}
+                                    "precision": "fp32", "accelerate": "auto"}
     assert record["versions"]["napari_dgno"] == __version__ and record["versions"]["torch"] == torch.__version__
     assert record["input"] == str((tmp_path / "in.tif").resolve()) and record["date"].startswith("20")
     expected = deblur(data, str(checkpoint), axes="ZYX", tile=64, overlap=16, device="cpu")

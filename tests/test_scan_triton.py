@@ -309,6 +309,88 @@ def test_gradients_without_optional_inputs_and_in_bf16(st):
         assert _rel(a.grad, r.grad) < 1e-5, name
 
 
+# ----------------------------------------------------------------------------- single-launch forward
+
+# 2 channels per program over 5 channels (a masked one), 64-step tiles: 1000 steps walk 16 tiles.
+SINGLE = {"single": True, "block_d": 2, "tile": 64, "num_warps": 1}
+
+
+@interpreter_only
+@pytest.mark.parametrize("b, length", [(1, 1), (3, 7), (1, 33), (3, 1000)])
+def test_single_launch_matches_reference(st, b, length):
+    args = _inputs(b, 5, length, 8, seed=20 + length)
+    y = st.selective_scan_triton(*args, config=st.ScanConfig(**SINGLE))
+    assert y.dtype == torch.float32 and y.shape == (b, 5, length)
+    assert _rel(y, _reference(*args)) < 1e-5
+
+
+@interpreter_only
+@pytest.mark.parametrize("variant", ["no D", "no bias", "neither, no softplus", "n=3", "n=16"])
+def test_single_launch_optional_inputs_and_state_sizes(st, variant):
+    n = {"n=3": 3, "n=16": 16}.get(variant, 4)  # n = 3 is padded to 4 states inside the kernel
+    u, delta, A, B, C, D, bias = _inputs(3, 5, 70, n, seed=21)
+    softplus = "no softplus" not in variant
+    if variant in ("no D", "neither, no softplus"):
+        D = None
+    if variant in ("no bias", "neither, no softplus"):
+        bias = None
+    if not softplus:  # the raw delta is the step size: keep it >= 0 so the recurrence decays
+        delta = delta.abs()
+    y = st.selective_scan_triton(u, delta, A, B, C, D, bias, softplus, config=st.ScanConfig(**SINGLE))
+    assert _rel(y, _reference(u, delta, A, B, C, D, bias, softplus)) < 1e-5
+
+
+@interpreter_only
+def test_single_launch_strided_bf16_inputs_and_poisoned_out(st):
+    """Inputs read in place (any strides, bf16); a NaN-filled ``out`` view is overwritten everywhere."""
+    b, d, length, n = 3, 5, 90, 8
+    cfg = st.ScanConfig(**SINGLE)
+    u, delta, A, B, C, D, bias = _inputs(b, d, length, n, seed=22)
+    proj = torch.cat([torch.randn(b, 3, length), B[:, 0], C[:, 0]], dim=1)  # B, C: slices, as in DGNO
+    Bs, Cs = proj[:, 3:3 + n].unsqueeze(1), proj[:, 3 + n:].unsqueeze(1)
+    ut = u.transpose(1, 2).contiguous().transpose(1, 2)  # time-major storage
+    At = A.t().contiguous().t()
+    storage = torch.full((b, length, d), float("nan"))
+    out = storage.transpose(1, 2)
+    assert st.selective_scan_triton(ut, delta, At, Bs, Cs, D[::1], bias, config=cfg, out=out) is out
+    assert not torch.isnan(storage).any()
+    assert _rel(out, _reference(u, delta, A, B, C, D, bias)) < 1e-5
+    low = [t.to(torch.bfloat16) for t in (u, delta, A, B, C, D, bias)]
+    y = st.selective_scan_triton(*low, config=cfg)
+    assert y.dtype == torch.float32 and _rel(y, _reference(*low)) < 1e-5
+
+
+@interpreter_only
+def test_single_launch_agrees_with_chunked_and_trains(st):
+    """Same result as the chunked path; as the forward inside autograd, gradients still match."""
+    args = _inputs(2, 5, 37, 4, seed=23)
+    single = st.selective_scan_triton(*args, config=st.ScanConfig(**SINGLE))
+    chunked = st.selective_scan_triton(*args, config=st.ScanConfig(chunk=8, width=4))
+    assert _rel(single, chunked) < 1e-6
+    _check_grads(st, args, fwd=st.ScanConfig(**SINGLE), bwd=st.ScanConfig(block_d=4, chunk=8, num_warps=1))
+
+
+def test_default_config_picks_the_path():
+    """Single launch up to SINGLE_MAX_LENGTH steps and whenever there are programs enough to fill the
+    GPU; chunks for DGNO's long first level at batch 1 (96 channels: too few programs)."""
+    if not HAVE_TRITON:
+        pytest.skip("needs triton")
+    from napari_dgno.model import scan_triton as st
+
+    short = st.SINGLE_MAX_LENGTH
+    for b, d, length in [(1, 768, 1024), (4, 768, 1024), (1, 8, 7), (1, 8, short), (1, 192, 16384),
+                         (4, 96, 65536), (4, 96, 262144)]:
+        assert st.default_config(b, d, length, 132).single, (b, d, length)
+    for b, d, length in [(1, 96, 65536), (1, 96, 262144), (1, 8, short + 1)]:
+        assert not st.default_config(b, d, length, 132).single, (b, d, length)
+    assert st.default_config(4, 768, 1024, 132).tile == 256  # many programs: short tiles
+    assert st.default_config(1, 384, 4096, 132).tile == 512
+    with pytest.raises(TypeError, match="single must be True or False"):
+        st.ScanConfig(single=1)
+    with pytest.raises(ValueError, match="tile must be a power of two"):
+        st.ScanConfig(tile=48)
+
+
 # ----------------------------------------------------------------------------- compiled kernels on CUDA
 
 
@@ -363,3 +445,22 @@ def test_gpu_gradients(b, d, length):
     _torch64(*ref).backward(gy.double())
     for name, a, r in zip(GRAD_NAMES, ours, ref):
         assert _rel(a.grad, r.grad) < 1e-4, name
+
+
+@pytest.mark.gpu
+@on_gpu
+@pytest.mark.parametrize("b, d, length", [(1, 192, 16384), (1, 768, 1024), (3, 40, 4097), (2, 8, 1)])
+@pytest.mark.parametrize("tiles", [(1, 512, 4), (2, 512, 4), (1, 256, 2), (1, 1024, 8)])
+def test_gpu_single_launch(b, d, length, tiles):
+    """Every single-launch tiling the sweep tries, compiled, on DGNO's short levels and odd sizes."""
+    from napari_dgno.model.scan_triton import ScanConfig, selective_scan_triton
+
+    block_d, tile, warps = tiles
+    cfg = ScanConfig(single=True, block_d=block_d, tile=tile, num_warps=warps)
+    args = _inputs(b, d, length, 8, seed=length + tile, device="cuda")
+    out = torch.full((b, d, length), float("nan"), device="cuda")
+    selective_scan_triton(*args, out=out, config=cfg)
+    assert torch.isfinite(out).all()
+    assert _rel(out, _torch64(*args)) < 1e-5
+    low = [t.to(torch.bfloat16) for t in args]
+    assert _rel(selective_scan_triton(*low, config=cfg), _torch64(*low)) < 1e-5

@@ -18,6 +18,7 @@ from ._progress import ProgressBar
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PRECISIONS = ("fp32", "bf16", "fp16")
+ACCELERATIONS = ("auto", "none", "graphs", "compile", "compile+graphs")  # engine.acceleration (kept import-light)
 
 
 def register(subparsers: Any) -> None:
@@ -43,6 +44,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32 (default), bf16 (CUDA, CPU) or fp16 (CUDA)")
+    parser.add_argument("--accelerate", default="auto", choices=ACCELERATIONS,
+                        help="auto (CUDA graphs on a GPU), none, graphs, compile, compile+graphs (compile: "
+                             "minutes on first use, faster on long jobs)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="dask.distributed scheduler address (e.g. tcp://host:8786) to run on a cluster")
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if args.scheduler:
             client = _connect(args.scheduler)
         params = dict(axes=args.axes, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                      device=args.device, precision=args.precision)
+                      device=args.device, precision=args.precision, accelerate=args.accelerate)
         # Load the model once up front: a wrong name, path or device fails before any file is touched.
         record = provenance(args.model, parameters=params, scheduler=args.scheduler)
     except (ValueError, TypeError, OSError, RuntimeError) as err:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._checkpoints.device import DeviceUnavailableError, resolve_device
+from .acceleration import check_acceleration, resolve_acceleration
 from .axes import guess_axes, parse_axes
 from .devices import DEFAULT_OVERLAP, check_precision, resolve_sizes
 from .distributed import active_client
@@ -56,6 +57,7 @@ def prepare_job(
     batch_size: int | None,
     device: str,
     precision: str,
+    accelerate: str,
     progress: ProgressCallback | None,
     cancel: CancelToken,
     lazy: bool,
@@ -71,12 +73,14 @@ def prepare_job(
         parse_axes(axes, array.shape)
     local = _device_for(device, lazy)
     check_precision(precision, local)
+    check_acceleration(accelerate, local)
     tile, batch_size = resolve_sizes(local, tile, batch_size)
     check_tiling(tile, overlap)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     Hooks(progress, cancel)  # type checks of the callbacks
-    spec, meta, _ = prepare_model(model, local)
+    spec, meta, live = prepare_model(model, local)
+    resolve_acceleration(accelerate, live, local)  # e.g. 'compile' asked for a model that is not a DGNO
     in_channels = meta.in_channels or 1
     layout = parse_axes(axes if axes is not None else guess_axes(array.shape, array.dtype, in_channels), array.shape)
     colour = layout.channels - layout.rgba
@@ -90,6 +94,7 @@ def prepare_job(
     job = Job(
         layout=layout, dtype=np.dtype(array.dtype), spec=spec, meta=meta, device=str(device),
         precision=precision, overlap=int(overlap), batch_size=int(batch_size), state=TileState(int(tile)),
+        accelerate=accelerate,
     )
     hooks = Hooks(progress, cancel, images=job.planes * job.images_per_plane, tiles_per_image=job.tiles_per_image())
     return job, hooks, array
@@ -107,6 +112,7 @@ def deblur(
     precision: str = "fp32",
     progress: ProgressCallback | None = None,
     cancel: CancelToken = None,
+    accelerate: str = "auto",
 ) -> np.ndarray:
     """Deblur ``image`` (numpy or dask, never modified) with ``model``; float32, same shape, input units.
 
@@ -117,13 +123,16 @@ def deblur(
     ``batch_size``: tiles per forward pass (default 1 on CPU, 1024^2 pixels' worth on GPU).
     ``device``: "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:N" or "mps".
     ``precision``: "fp32", "bf16" (CUDA, CPU) or "fp16" (CUDA).
+    ``accelerate``: "auto" (CUDA graphs on a GPU when the model allows, else plain), "none",
+    "graphs", "compile" or "compile+graphs" (compiles each block shape once: minutes on first use,
+    faster afterwards); see :mod:`napari_dgno.model.fast`.
     ``progress(done, total)`` is called between tile batches (units: tiles of the whole job; the
     total can grow after an out-of-memory retry); ``cancel`` (a threading.Event or a callable
     returning True) is checked between batches and raises :class:`Cancelled`.
     """
     job, hooks, array = prepare_job(
         image, model, axes=axes, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-        precision=precision, progress=progress, cancel=cancel, lazy=False,
+        precision=precision, accelerate=accelerate, progress=progress, cancel=cancel, lazy=False,
     )
     return run_eager(job, array, hooks)
 
@@ -140,6 +149,7 @@ def deblur_lazy(
     precision: str = "fp32",
     progress: ProgressCallback | None = None,
     cancel: CancelToken = None,
+    accelerate: str = "auto",
 ) -> dask.array.Array:
     """Like :func:`deblur`, but returns at once a dask array with one chunk per plane.
 
@@ -150,7 +160,7 @@ def deblur_lazy(
     """
     job, hooks, array = prepare_job(
         image, model, axes=axes, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-        precision=precision, progress=progress, cancel=cancel, lazy=True,
+        precision=precision, accelerate=accelerate, progress=progress, cancel=cancel, lazy=True,
     )
     from .lazy import build_lazy
 

@@ -32,6 +32,7 @@ class Job:
     overlap: int
     batch_size: int
     state: TileState
+    accelerate: str = "auto"
 
     @property
     def group_size(self) -> int:
@@ -115,7 +116,7 @@ def process_block(
         device = resolve_device(job.device)
         runner = TileRunner(
             model=job.spec.get(device), device=device, precision=job.precision, overlap=job.overlap,
-            batch_size=job.batch_size, state=job.state, hooks=hooks,
+            batch_size=job.batch_size, state=job.state, hooks=hooks, accelerate=job.accelerate,
         )
         blended = runner.run(np.stack(images))
         for (index, group, scaling), values in zip(targets, blended):

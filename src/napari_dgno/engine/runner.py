@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .acceleration import accelerated, release, resolve_acceleration
 from .devices import MIN_TILE, TileSizeReduced, autocast, device_lock, is_out_of_memory, release_memory
 from .hooks import Hooks
 from .models import forward
@@ -57,6 +58,7 @@ class TileRunner:
     batch_size: int
     state: TileState
     hooks: Hooks
+    accelerate: str = "auto"
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Blended model output (float64, normalised units) for ``images`` of shape (N, k, H, W)."""
@@ -68,6 +70,7 @@ class TileRunner:
             except Exception as err:
                 if not is_out_of_memory(err):
                     raise
+                release(self.model)  # captured CUDA graphs hold the old tile's activations
                 release_memory(self.device)
                 smaller = self.state.shrink(tile)
                 if smaller is None:
@@ -104,7 +107,16 @@ class TileRunner:
         return acc
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        count = batch.shape[0]
+        if count < self.batch_size and self._replays_graphs():
+            # A short last batch is padded to the full one: the graph captured for it is replayed
+            # instead of capturing (and keeping in memory) a second one.
+            pad = np.zeros((self.batch_size - count, *batch.shape[1:]), dtype=batch.dtype)
+            batch = np.concatenate([batch, pad])
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         with device_lock(self.device), torch.inference_mode(), autocast(self.device, self.precision):
-            y = forward(self.model, x)
-        return y.float().cpu().numpy()
+            y = forward(accelerated(self.model, self.device, self.accelerate), x)
+        return y[:count].float().cpu().numpy()
+
+    def _replays_graphs(self) -> bool:
+        return "graphs" in resolve_acceleration(self.accelerate, self.model, self.device)

@@ -7,7 +7,8 @@ u, delta (b, d, l); A (d, n); B, C (b, 1, n, l); D, delta_bias (d,). It returns 
 Backends: ``reference`` (sequential, for tests), ``torch`` (chunked, any device, differentiable),
 ``triton`` (CUDA kernel written for DGNO's shapes), ``mamba`` (mamba-ssm's compiled kernel) and
 ``auto``. The choice is, in order of precedence: the ``backend`` argument, :func:`use_backend`
-(context manager), the ``NAPARI_DGNO_SCAN`` environment variable, then ``auto``.
+(context manager), the ``NAPARI_DGNO_SCAN`` environment variable, then ``auto``. Under
+``torch.compile`` (inference) the chosen backend runs as the opaque custom op of :mod:`.scan_op`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from .scan_mamba import mamba_available, selective_scan_mamba
+from .scan_op import selective_scan_op
 from .scan_reference import selective_scan_reference
 from .scan_torch import selective_scan_torch
 
@@ -135,5 +137,28 @@ def selective_scan(
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, delta_bias)
     )
-    name = resolve_backend(backend, u.device, needs_grad, double=u.dtype == torch.float64)
+    double = u.dtype == torch.float64
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace the backends; the custom op keeps the scan one opaque call.
+        name = _resolve_while_compiling(backend, u.device, needs_grad, double)
+        if needs_grad:  # the op has no autograd formula: scan eagerly (a graph break, errors under fullgraph)
+            return _eager_scan(name, u, delta, A, B, C, D, delta_bias, delta_softplus)
+        return selective_scan_op(u, delta, A, B, C, D, delta_bias, bool(delta_softplus), name)
+    name = resolve_backend(backend, u.device, needs_grad, double=double)
     return _IMPLEMENTATIONS[name](u, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
+@torch.compiler.assume_constant_result
+def _resolve_while_compiling(name: str | None, device: torch.device, needs_grad: bool, double: bool) -> str:
+    """:func:`resolve_backend` run (not traced) when Dynamo compiles: the name is baked into the graph,
+    so a compiled block keeps the backend it was compiled with (imports and lookups stay out of it)."""
+    return resolve_backend(name, device, needs_grad, double)
+
+
+@torch.compiler.disable(
+    reason="the compiled selective scan is for inference only: run under torch.inference_mode() "
+    "or torch.no_grad() to keep it in the graph; with gradients it runs eagerly"
+)
+def _eager_scan(name: str, *args: object) -> torch.Tensor:
+    """The scan outside the compiled graph, with autograd (compiled training)."""
+    return _IMPLEMENTATIONS[name](*args)

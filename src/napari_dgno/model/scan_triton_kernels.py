@@ -19,6 +19,13 @@ multiply, never divide, so nothing overflows whatever ``delta`` is. The backward
 summaries in both directions (``MODE=ADJOINT`` for the adjoint entering each chunk from the right)
 and ``_scan_bwd_kernel``, which scans ``[BD, BT]`` tiles both ways along time and writes all
 gradients.
+
+For short sequences (and many channels) ``_scan_single_kernel`` does the whole forward in one
+launch, like mamba-ssm's kernel: one program per (batch, ``BD`` channels) walks the sequence in
+tiles of ``T`` steps spread over its threads, scans each ``[BD, N, T]`` tile across threads with
+``tl.associative_scan``, folds in the state carried from the previous tile and writes y. No chunk
+summaries, no carry pass: one launch instead of three, at the price of a serial walk of
+``ceil(L / T)`` tiles per program.
 """
 
 from __future__ import annotations
@@ -309,3 +316,80 @@ def _scan_bwd_kernel(
     out = pid_b * s_ob + d64[:, None] * s_od + t64[None, :]
     tl.store(du_ptr + out, du, mask=mask)
     tl.store(ddt_ptr + out, ddt * dsp, mask=mask)
+
+
+@triton.jit
+def _scan_single_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
+    L, DIM,
+    s_ub, s_ud, s_ul,
+    s_tb, s_td, s_tl,
+    s_ad, s_an,
+    s_Bb, s_Bn, s_Bl,
+    s_Cb, s_Cn, s_Cl,
+    s_D, s_bias,
+    s_yb, s_yd, s_yl,
+    N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, T: tl.constexpr, STAGES: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, INTERP_L: tl.constexpr,
+):
+    """The whole forward scan of BD channels of one batch element, T steps at a time.
+
+    Each tile is ``[BD, NP, T]`` (NP = N rounded up to a power of two; padded states have A = 0
+    and B = C = 0, so they stay zero) with the steps spread over the threads:
+    ``tl.associative_scan`` along T gives, per (channel, state), the tile's cumulative decay p_t
+    and its state from zero h_t; the true state is h_t + p_t * carry, and the last step's state is
+    the next tile's carry. Steps past L have delta = 0 (decay 1, no input), so they leave the
+    state as it is and their y is not stored. ``INTERP_L`` is 0 when compiled; under
+    ``TRITON_INTERPRET`` it is L again, as a plain int: the interpreter cannot take a runtime loop
+    bound (with NumPy >= 2.4 its scalars are 1-element arrays, which ``range`` refuses).
+    """
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    # Every load and store is a 3-D [BD | 1, NP | 1, T] tile, so that the compiler lays the whole
+    # tile out as they are (4 consecutive steps per thread, threads and warps along T, channels and
+    # states in registers): the scan then runs 4 steps in-thread before the cross-thread phase, and
+    # the sum over states stays in the thread. (2-D loads left the 3-D compute in a layout with
+    # one step per thread, repeated T / (32 * num_warps) times: 4x the cross-thread work.)
+    offs_d = pid_d * BD + tl.arange(0, BD)[:, None, None]  # [BD, 1, 1]
+    offs_n = tl.arange(0, NP)[None, :, None]  # [1, NP, 1]
+    offs_t = tl.arange(0, T)[None, None, :]  # [1, 1, T]
+    mask_d = offs_d < DIM
+    mask_n = offs_n < N
+    d64 = offs_d.to(tl.int64)
+    a2 = tl.load(A_ptr + d64 * s_ad + offs_n * s_an, mask=mask_d & mask_n, other=0.0)
+    a2 = a2.to(tl.float32) * LOG2E  # [BD, NP, 1]
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d64 * s_bias, mask=mask_d, other=0.0).to(tl.float32)  # [BD, 1, 1]
+    else:
+        bias = 0.0
+    if HAS_D:
+        dskip = tl.load(D_ptr + d64 * s_D, mask=mask_d, other=0.0).to(tl.float32)
+    # The carry, born in the layout of the tile reduction that updates it (no conversions in the loop).
+    state = tl.sum(tl.zeros([BD, NP, T], dtype=tl.float32), axis=2)
+    # -0.0 is the exact identity of +: the masked sum that picks the last step is exact.
+    neg_zero = tl.full([1, 1, 1], 0x80000000, tl.uint32).to(tl.float32, bitcast=True)
+    is_last = offs_t == T - 1
+    u_rows = u_ptr + pid_b * s_ub + d64 * s_ud
+    dt_rows = dt_ptr + pid_b * s_tb + d64 * s_td
+    y_rows = y_ptr + pid_b * s_yb + d64 * s_yd
+    b_rows = B_ptr + pid_b * s_Bb + offs_n * s_Bn
+    c_rows = C_ptr + pid_b * s_Cb + offs_n * s_Cn
+    for t0 in tl.range(0, L if INTERP_L == 0 else INTERP_L, T, num_stages=STAGES):
+        offs = t0 + offs_t
+        t64 = offs.to(tl.int64)
+        mask_t = offs < L
+        mask = mask_d & mask_t  # [BD, 1, T]
+        mask_nt = mask_n & mask_t  # [1, NP, T]
+        dt = _load_delta(dt_rows + t64 * s_tl, mask, bias, SOFTPLUS)  # [BD, 1, T]
+        u = tl.load(u_rows + t64 * s_ul, mask=mask, other=0.0).to(tl.float32)
+        bm = tl.load(b_rows + t64 * s_Bl, mask=mask_nt, other=0.0).to(tl.float32)  # [1, NP, T]
+        cm = tl.load(c_rows + t64 * s_Cl, mask=mask_nt, other=0.0).to(tl.float32)
+        a = tl.exp2(dt * a2)  # [BD, NP, T]; exponent <= 0
+        x = (dt * u) * bm
+        p, h = tl.associative_scan((a, x), axis=2, combine_fn=_affine)
+        h += p * state[:, :, None]
+        state = tl.sum(tl.where(is_last, h, neg_zero), axis=2)
+        y = tl.sum(h * cm, axis=1, keep_dims=True)  # [BD, 1, T]
+        if HAS_D:
+            y += dskip * u
+        tl.store(y_rows + t64 * s_yl, y, mask=mask)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
+from napari_helpers import save_tiny_checkpoint
 
+from napari_dgno._napari.devices import accelerations_for
 from napari_dgno._napari.layer_info import LayerSnapshot, layer_axes, physical_scale
 from napari_dgno._napari.model_choice import CACHED, DOWNLOAD, ModelChoice, availability, local_choice
 from napari_dgno._napari.output_layers import output_name, preview_region
 from napari_dgno._napari.validation import FormState, validate
+from napari_dgno._napari.workers import DeblurRequest, ModelCache, deblur_job
 from napari_dgno.registry import get_model_info
 
 
@@ -22,10 +27,11 @@ def _snap(shape, *, rgb=False, dtype=np.uint16, position=None, visible=None, sca
     )
 
 
-def _form(snap, axes, *, model="demo", state=CACHED, device="cpu", tile=None, overlap=32, precision="fp32"):
+def _form(snap, axes, *, model="demo", state=CACHED, device="cpu", tile=None, overlap=32, precision="fp32",
+          accelerate="auto"):
     choice = ModelChoice(model, model, get_model_info(model)) if model else None
     return FormState(snapshot=snap, axes=axes, model=choice, model_state=state if model else None, device=device,
-                     tile=tile, overlap=overlap, batch_size=None, precision=precision)
+                     tile=tile, overlap=overlap, batch_size=None, precision=precision, accelerate=accelerate)
 
 
 @pytest.mark.parametrize(
@@ -93,8 +99,52 @@ def test_validation_accepts_a_good_form_and_names_each_problem():
     assert "multiple of 32" in validate(_form(stack, "ZYX", tile=100))["tile"]
     assert "half the tile" in validate(_form(stack, "ZYX", tile=64, overlap=48))["tile"]
     assert "fp16" in validate(_form(stack, "ZYX", precision="fp16"))["precision"]
+    assert "CUDA GPU" in validate(_form(stack, "ZYX", accelerate="compile+graphs"))["accelerate"]
+    assert "must be one of" in validate(_form(stack, "ZYX", accelerate="fast"))["accelerate"]
+    assert validate(_form(stack, "ZYX", accelerate="compile")) == {}
+    assert validate(_form(stack, "ZYX", device="cuda:0", accelerate="graphs")).get("accelerate") is None
     busy = FormState(**{**_form(stack, "ZYX").__dict__, "busy": True})
     assert "running" in validate(busy)["busy"]
+
+
+def test_accelerations_offered_per_device_are_the_ones_the_engine_accepts():
+    assert accelerations_for("cpu") == ["auto", "none", "compile"]
+    assert accelerations_for("mps") == ["auto", "none", "compile"]
+    assert accelerations_for("cuda:0") == ["auto", "none", "graphs", "compile", "compile+graphs"]
+
+
+def test_the_acceleration_choice_reaches_the_engine_and_the_record(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth")
+    models = ModelCache()
+    image = np.random.default_rng(0).random((64, 64), np.float32)
+
+    def job(accelerate):
+        request = DeblurRequest(data=image, axes="YX", model=str(checkpoint), device="cpu", tile=None, overlap=8,
+                                batch_size=None, precision="fp32", input_name="img", accelerate=accelerate)
+        return deblur_job(request, models, threading.Event())
+
+    def outcome(accelerate):
+        steps = job(accelerate)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return stop.value
+
+    done = outcome("none")
+    assert done.error is None and done.record["parameters"]["accelerate"] == "none"
+    refused = outcome("graphs")  # the engine's own check answers: the mode got there
+    assert refused.result is None and "CUDA graphs" in refused.error
+    compiling = job("compile")  # the status says why the first batch takes long (not run: it compiles)
+    assert "compiling" in next(compiling).message
+    compiling.close()
+    stack = np.random.default_rng(1).random((2, 64, 64), np.float32)
+    lazy = deblur_job(DeblurRequest(data=stack, axes="ZYX", model=str(checkpoint), device="cpu", tile=None,
+                                    overlap=8, batch_size=None, precision="fp32", input_name="stack", mode="lazy",
+                                    accelerate="compile"), models, threading.Event())
+    # lazy + compile: the worker compiles on the first plane, not the viewer when it first shows one
+    assert "compiling on the first plane" in next(lazy).message
+    lazy.close()
 
 
 def test_local_files_are_available_until_they_disappear(tmp_path):

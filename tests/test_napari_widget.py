@@ -15,10 +15,10 @@ import torch
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari.utils.notifications import notification_manager  # noqa: E402
-from napari_helpers import ForwardCounter, save_tiny_checkpoint  # noqa: E402
+from napari.utils.notifications import notification_manager
+from napari_helpers import ForwardCounter, save_tiny_checkpoint
 
-from napari_dgno import deblur, load_model  # noqa: E402
+from napari_dgno import deblur, load_model
 
 pytestmark = pytest.mark.gui
 JOB_TIMEOUT_MS = 120_000
@@ -131,6 +131,21 @@ def test_run_adds_a_result_layer_with_geometry_and_provenance(viewer_widget, che
     widget.run()
     _wait(qtbot, widget)
     assert len(viewer.layers) == count and widget.last_layer is out
+
+
+def test_acceleration_is_offered_per_device_and_recorded(viewer_widget, checkpoint, qtbot):
+    viewer, widget = viewer_widget
+    layer = viewer.add_image(_stack(planes=1)[0], name="plane")
+    _ready(widget, checkpoint, layer)
+    combo = widget.accelerate_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["auto", "none", "compile"]  # no CUDA graphs on CPU
+    assert combo.currentText() == "auto"
+    assert "about a minute" in combo.toolTip() and "1.4-1.8x" in combo.toolTip()
+    for mode in ("none", "auto"):
+        combo.setCurrentText(mode)
+        widget.run()
+        _wait(qtbot, widget)
+        assert widget.last_layer.metadata["napari_dgno"]["parameters"]["accelerate"] == mode
 
 
 def test_cancel_stops_the_computation_and_adds_nothing(viewer_widget, checkpoint, qtbot):

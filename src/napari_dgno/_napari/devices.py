@@ -1,4 +1,5 @@
-"""Which compute devices really work here, which precisions each supports, and whether torch is CPU-only.
+"""Which compute devices really work here, which precisions and accelerations each supports, and whether
+torch is CPU-only.
 
 The widget lists only devices that pass a real allocation (a CUDA card the driver cannot reach is left
 out rather than failing later), and warns when the installed PyTorch cannot use any GPU at all.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checkpoints.device import mps_available
+from ..engine.acceleration import ACCELERATIONS, check_acceleration
 from ..engine.devices import PRECISIONS, check_precision
 
 
@@ -69,6 +71,19 @@ def precisions_for(device: str) -> list[str]:
     for name in PRECISIONS:
         try:
             check_precision(name, target)
+        except ValueError:
+            continue
+        out.append(name)
+    return out
+
+
+def accelerations_for(device: str) -> list[str]:
+    """The ``accelerate`` modes the engine accepts on ``device`` ("auto" first; graph modes only on CUDA)."""
+    target = torch.device(device)
+    out = []
+    for name in ACCELERATIONS:
+        try:
+            check_acceleration(name, target)
         except ValueError:
             continue
         out.append(name)

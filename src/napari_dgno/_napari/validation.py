@@ -1,9 +1,9 @@
 """All the widget's fields checked together, before Run/Preview are enabled.
 
 Each problem names the field, what is wrong and how to fix it; the widget shows them as tooltips and
-in its status line. The checks reuse the engine's own validators (axes, dtype, tiling, precision) so
-the widget and the engine can never disagree about what is allowed. Problems only the engine can see
-(NaN pixels, which need the data to be read) surface as notifications when the job runs.
+in its status line. The checks reuse the engine's own validators (axes, dtype, tiling, precision,
+acceleration) so the widget and the engine can never disagree about what is allowed. Problems only the
+engine can see (NaN pixels, which need the data to be read) surface as notifications when the job runs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..engine.acceleration import check_acceleration
 from ..engine.axes import parse_axes
 from ..engine.devices import check_precision, default_tile
 from ..engine.normalize import check_dtype, check_shape
@@ -24,7 +25,7 @@ from .model_choice import DOWNLOAD, MISSING, ModelChoice
 MIN_PLANE_EDGE = 16
 
 #: Field names, in the order problems are reported.
-FIELDS = ("layer", "axes", "model", "device", "tile", "precision", "busy")
+FIELDS = ("layer", "axes", "model", "device", "tile", "precision", "accelerate", "busy")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class FormState:
     busy: bool = False
     #: Why the model is (not) available, from :func:`.model_choice.availability`.
     model_detail: str = ""
+    #: The engine's ``accelerate`` mode (see :mod:`napari_dgno.engine.acceleration`).
+    accelerate: str = "auto"
 
 
 def _layer_problem(snap: LayerSnapshot | None) -> str | None:
@@ -113,6 +116,10 @@ def validate(form: FormState) -> dict[str, str]:
             check_precision(form.precision, device)
         except ValueError as err:
             problems["precision"] = str(err)
+        try:
+            check_acceleration(form.accelerate, device)
+        except ValueError as err:
+            problems["accelerate"] = str(err)
     if form.batch_size is not None and form.batch_size < 1:
         problems["tile"] = f"batch size must be at least 1 (or auto), got {form.batch_size}"
     if form.busy:

@@ -61,12 +61,13 @@ class DeblurRequest:
     input_name: str
     mode: str = "eager"  # "eager", "lazy" or "preview"
     extra: dict[str, Any] = field(default_factory=dict)
+    accelerate: str = "auto"  # one of napari_dgno.engine.acceleration.ACCELERATIONS
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """The engine's keyword arguments."""
+        """The engine's keyword arguments (also what the provenance record lists)."""
         return {"axes": self.axes, "tile": self.tile, "overlap": self.overlap, "batch_size": self.batch_size,
-                "device": self.device, "precision": self.precision}
+                "device": self.device, "precision": self.precision, "accelerate": self.accelerate}
 
 
 @dataclass
@@ -183,10 +184,18 @@ def deblur_job(request: DeblurRequest, models: ModelCache, cancel: threading.Eve
         params = request.parameters
         if request.mode == "lazy":
             result = deblur_lazy(request.data, model, **params)
+            if "compile" in request.accelerate:
+                # Compile here, in the background, on the first plane: otherwise the first plane the
+                # viewer shows would compile on its thread and freeze napari for about a minute.
+                yield Step(f"DGNO {name}: compiling on the first plane (about a minute the first time)…")
+                result.blocks[(0,) * result.ndim].compute()
         else:
             def task(progress: Callable[[int, int], None]) -> Any:
                 return deblur(request.data, model, progress=progress, cancel=cancel, **params)
 
+            if "compile" in request.accelerate:  # no progress until the first batch: say why it waits
+                yield Step(f"DGNO {name}: compiling (about a minute the first time for this tile size and "
+                           "precision)…")
             result = yield from relay_progress(task, f"DGNO {name}: deblurring {request.input_name}")
         record = layer_provenance(model, params, input_layer=request.input_name, mode=request.mode,
                                   source=request.model, input_shape=list(request.data.shape),

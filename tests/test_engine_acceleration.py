@@ -52,6 +52,17 @@ def test_auto_is_plain_on_cpu_and_custom_models_cannot_be_compiled(tiny_dgno):
         deblur(np.ones((64, 64), np.float32), identity, device="cpu", accelerate="compile")
 
 
+def test_compile_leaves_the_users_model_uncompiled(tiny_dgno):
+    from napari_dgno.model.fast import compiled_blocks
+
+    cpu = torch.device("cpu")
+    fast = accelerated(tiny_dgno, cpu, "compile")  # wraps only; compiling happens on the first call
+    assert fast is not tiny_dgno and compiled_blocks(fast) and not compiled_blocks(tiny_dgno)
+    assert accelerated(tiny_dgno, cpu, "compile") is fast  # built once per model, mode and device
+    for key, value in fast.state_dict().items():
+        assert torch.equal(value, tiny_dgno.state_dict()[key])
+
+
 def test_gumbel_routing_never_gets_graphs(tiny_dgno):
     tiny_dgno.routing = "gumbel"
     try:

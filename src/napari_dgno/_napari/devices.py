@@ -8,6 +8,7 @@ out rather than failing later), and warns when the installed PyTorch cannot use 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -64,27 +65,24 @@ def no_gpu_note() -> str | None:
     return None
 
 
-def precisions_for(device: str) -> list[str]:
-    """The precisions the engine accepts on ``device`` (fp32 always first)."""
+def _accepted(names, check: Callable[[str, torch.device], None], device: str) -> list[str]:
+    """The ``names`` that the engine's ``check`` accepts on ``device``, in their order."""
     target = torch.device(device)
     out = []
-    for name in PRECISIONS:
+    for name in names:
         try:
-            check_precision(name, target)
+            check(name, target)
         except ValueError:
             continue
         out.append(name)
     return out
+
+
+def precisions_for(device: str) -> list[str]:
+    """The precisions the engine accepts on ``device`` (fp32 always first)."""
+    return _accepted(PRECISIONS, check_precision, device)
 
 
 def accelerations_for(device: str) -> list[str]:
     """The ``accelerate`` modes the engine accepts on ``device`` ("auto" first; graph modes only on CUDA)."""
-    target = torch.device(device)
-    out = []
-    for name in ACCELERATIONS:
-        try:
-            check_acceleration(name, target)
-        except ValueError:
-            continue
-        out.append(name)
-    return out
+    return _accepted(ACCELERATIONS, check_acceleration, device)

@@ -10,6 +10,7 @@ each block shape once (tens of seconds to minutes on first use) and pays off on 
 
 from __future__ import annotations
 
+import copy
 import threading
 import weakref
 from typing import Any
@@ -73,7 +74,10 @@ def accelerated(model: Any, device: torch.device, mode: str) -> Any:
         if key not in per_model:
             from ..model.fast import accelerate
 
-            per_model[key] = accelerate(model, device, mode)
+            # Compiling changes modules in place: a copy keeps the user's model (and later runs with
+            # accelerate="none" on it) uncompiled. The copy costs the weights once more (51 MB full size).
+            target = copy.deepcopy(model) if "compile" in mode else model
+            per_model[key] = accelerate(target, device, mode)
         return per_model[key]
 
 

@@ -9,6 +9,7 @@ are run again; the smaller tile is kept for the rest of the job.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -108,15 +109,17 @@ class TileRunner:
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         count = batch.shape[0]
-        if count < self.batch_size and self._replays_graphs():
+        if count < self.batch_size and "graphs" in self._mode:
             # A short last batch is padded to the full one: the graph captured for it is replayed
             # instead of capturing (and keeping in memory) a second one.
             pad = np.zeros((self.batch_size - count, *batch.shape[1:]), dtype=batch.dtype)
             batch = np.concatenate([batch, pad])
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         with device_lock(self.device), torch.inference_mode(), autocast(self.device, self.precision):
-            y = forward(accelerated(self.model, self.device, self.accelerate), x)
+            y = forward(accelerated(self.model, self.device, self._mode), x)
         return y[:count].float().cpu().numpy()
 
-    def _replays_graphs(self) -> bool:
-        return "graphs" in resolve_acceleration(self.accelerate, self.model, self.device)
+    @functools.cached_property
+    def _mode(self) -> str:
+        """``accelerate`` resolved once per runner, not per batch (``auto`` asks the scan dispatcher)."""
+        return resolve_acceleration(self.accelerate, self.model, self.device)

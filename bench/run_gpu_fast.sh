@@ -4,6 +4,8 @@
 #   bash bench/run_gpu_fast.sh A   # mamba-ssm build (sm_90) while the GPU tests run; scan sweep + scan table
 #   bash bench/run_gpu_fast.sh B   # end-to-end: official settings vs default vs fastest (compile + graphs)
 #   bash bench/run_gpu_fast.sh C   # after tuning the scan: GPU tests, scan table, end-to-end at 4 x 512
+#   bash bench/run_gpu_fast.sh D   # profile: knob sets (fused forms, 1x1 as mm, TF32, channels-last), stages, kernels
+#   bash bench/run_gpu_fast.sh E   # after the fused kernels: GPU tests, depthwise-gate table, end-to-end at 4 x 512
 # The patched mamba-ssm sdist (sm_90 only) comes from .devtmp/mamba; a warm machine keeps its build.
 set -uo pipefail
 STAGE=${1:?stage A or B}
@@ -53,6 +55,29 @@ if [ "$STAGE" = B ]; then
   timeout ${E2E_TIMEOUT:-480} python3 bench/bench_e2e.py --compile-budget ${COMPILE_BUDGET:-200} ${E2E_ARGS:-} \
       --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1
   grep -A30 "^| variant" "$LOG/e2e.log"; grep -E "compile|failed|skipped" "$LOG/e2e.log" | head -20
+fi
+if [ "$STAGE" = E ]; then  # after the fused depthwise-gate kernels (bench/bench_fused.py, model/fusible.py)
+  stamp "mamba-ssm build in the background; GPU tests"
+  build_mamba & BUILD=$!
+  timeout 230 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py tests/test_fast_paths.py \
+      tests/test_engine_acceleration.py > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3
+  stamp "depthwise-gate table"
+  timeout 70 python3 bench/bench_fused.py --quick > "$LOG/fused.log" 2>&1; grep -E "cudnn|default|^\| \|" "$LOG/fused.log"
+  stamp "wait for mamba"; wait $BUILD; tail -1 "$LOG/mamba_build.log"
+  stamp "end-to-end at 4 x 512"
+  timeout 230 python3 bench/bench_e2e.py --sizes 512 --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1
+  grep -A12 "^| variant" "$LOG/e2e.log" | tail -9; grep -E "compile|failed" "$LOG/e2e.log" | head
+fi
+if [ "$STAGE" = D ]; then  # where the time goes, what each knob buys (bench/profile_e2e.py)
+  stamp "knob sets at 4 x 512"
+  timeout ${SETS_TIMEOUT:-380} python3 bench/profile_e2e.py --sets ${SETS:-fp32 fp32-c0 fp32-c bf16-c0 bf16-c \
+      fp32-c+mm bf16-c+mm tf32-c+mm fp32-c+mm+cl bf16-c+mm+cl} > "$LOG/knobs.log" 2>&1
+  grep -vE "^\s*$|Warning|warn" "$LOG/knobs.log" | tail -30
+  stamp "stages and kernels"
+  timeout ${PROFILE_TIMEOUT:-170} python3 bench/profile_e2e.py --sets fp32 --profile ${PROFILE:-fp32-c bf16-c} \
+      > "$LOG/profile.log" 2>&1
+  grep -E "^## |^\| [a-zA-Z(]" "$LOG/profile.log" | head -80
 fi
 stamp "done"
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fusible import depthwise_gate, gather_tokens
 from .layers import ChannelLayerNorm, GatedDconvFeedForward
 from .scan import selective_scan
 
@@ -93,9 +94,8 @@ class ASSM(nn.Module):
         # Stable sort: equals CUDA's unstable sort for every length DGNO uses (> 32 tokens).
         order = torch.sort(cls, dim=-1, stable=True).indices
         inverse = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-        z = self.in_proj(x)
-        z = z * torch.sigmoid(self.CPE(z))
-        u = torch.gather(z.flatten(2), 2, order[:, None, :].expand(-1, z.shape[1], -1))  # (B, D, n) sorted
+        z = depthwise_gate(self.in_proj(x), self.CPE[0], "sigmoid")  # z * sigmoid(CPE(z))
+        u = gather_tokens(z, order)  # (B, D, n) sorted
         y = self.selectiveScan(u, prompt).transpose(1, 2)  # (B, n, D) sorted order
         y = self.out_proj(self.out_norm(y.to(self.out_norm.weight.dtype)))  # scan output is fp32/fp64
         y = torch.gather(y, 1, inverse[:, :, None].expand(-1, -1, y.shape[2]))

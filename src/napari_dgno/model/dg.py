@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fusible import small_matmul
+
 FLUX_MODES = ("central", "jump", "avg_jump")
 BOUNDARY_TYPES = ("neumann", "dirichlet")
 HEADS = 16
@@ -146,7 +148,7 @@ class DGWindowOperator(nn.Module):
         tau = self._tau()
         if isinstance(tau, torch.Tensor):
             tau = tau.to(work)
-        volume = torch.matmul(k.transpose(-2, -1), v) / float(p * p)
+        volume = small_matmul(k.transpose(-2, -1), v) / float(p * p)
         grid = (b, gh, gw, HEADS, d, d)
         if self.variant == "cell":
             kg = volume.view(grid)
@@ -154,11 +156,11 @@ class DGWindowOperator(nn.Module):
         else:
             def face(idx: torch.Tensor) -> torch.Tensor:
                 kf, vf = k[:, :, idx], v[:, :, idx]
-                return (torch.matmul(kf.transpose(-2, -1), vf) / float(idx.numel())).view(grid)
+                return (small_matmul(kf.transpose(-2, -1), vf) / float(idx.numel())).view(grid)
 
             faces = (face(self.face_idx_left), face(self.face_idx_right), face(self.face_idx_top), face(self.face_idx_bottom))
         flux = accumulate_flux(*faces, mode=self.flux_mode, boundary=self.boundary_type, tau=tau)
-        return torch.matmul(q, volume + flux.view_as(volume))
+        return small_matmul(q, volume + flux.view_as(volume))
 
     def forward(self, x: torch.Tensor, _name: object = None) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fusible import depthwise_gate
+
 
 class _BiasFreeNorm(nn.Module):
     def __init__(self, channels: int):
@@ -54,8 +56,7 @@ class GatedDconvFeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(a) * b)
+        return self.project_out(depthwise_gate(self.project_in(x), self.dwconv, "gelu"))
 
 
 class OverlapPatchEmbed(nn.Module):

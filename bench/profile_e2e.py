@@ -1,0 +1,219 @@
+"""Where DGNO's GPU time goes, and what each inference knob buys, at 4 x 512 x 512 on one GPU.
+
+Each named knob set is measured on a fresh copy of the same network (compiled again where it
+compiles; Inductor's on-disk cache makes repeats cheap), replayed from a CUDA graph, against the
+float32 eager output. With ``--profile`` the best float32 and bf16 sets are also broken down per
+network stage (CUDA events around the top-level modules, compiled blocks, no graph) and per kernel
+(torch profiler, top kernels by GPU time).
+
+    python bench/profile_e2e.py [--sets NAME ...] [--profile] [--size 512 --batch 4]
+
+Knob sets: ``fp32`` eager + graph with the fused forms (:mod:`napari_dgno.model.fusible`), ``-u``
+without them; ``fp32-c`` compiled blocks + graph, ``-c0`` without the fused forms; ``+mm``:
+Inductor's 1x1 convolutions as matrix products; ``tf32``: TF32 matmuls too (torch's default lets
+cuDNN convolutions use TF32 already, matmuls not); ``+cl``: channels-last weights and input;
+``bf16...``: the same under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_e2e import FLOP_PER_PIXEL, build, make_input, time_cuda  # noqa: E402
+
+from napari_dgno.model import fusible  # noqa: E402
+from napari_dgno.model.fast import accelerate  # noqa: E402
+
+SETS = {
+    "fp32-u": {"dtype": "fp32", "mode": "graphs", "fused": False},
+    "fp32": {"dtype": "fp32", "mode": "graphs"},
+    "fp32-c0": {"dtype": "fp32", "mode": "compile+graphs", "fused": False},
+    "fp32-c": {"dtype": "fp32", "mode": "compile+graphs"},
+    "fp32-c+mm": {"dtype": "fp32", "mode": "compile+graphs", "conv_1x1_as_mm": True},
+    "fp32-c+cl": {"dtype": "fp32", "mode": "compile+graphs", "channels_last": True},
+    "tf32-c": {"dtype": "fp32", "mode": "compile+graphs", "tf32": True},
+    "tf32-c+mm": {"dtype": "fp32", "mode": "compile+graphs", "conv_1x1_as_mm": True, "tf32": True},
+    "bf16-u": {"dtype": "bf16", "mode": "graphs", "fused": False},
+    "bf16": {"dtype": "bf16", "mode": "graphs"},
+    "bf16-c0": {"dtype": "bf16", "mode": "compile+graphs", "fused": False},
+    "bf16-c": {"dtype": "bf16", "mode": "compile+graphs"},
+    "bf16-c+mm": {"dtype": "bf16", "mode": "compile+graphs", "conv_1x1_as_mm": True},
+    "bf16-c+mm+cl": {"dtype": "bf16", "mode": "compile+graphs", "conv_1x1_as_mm": True, "channels_last": True},
+}
+STAGES = ("SCM2", "SCM1", "patch_embed", "encoder_level1", "down1_2", "FAM2", "encoder_level2", "down2_3", "FAM1",
+          "encoder_level3", "down3_4", "latent", "up4_3", "reduce_chan_level3", "conv000", "conv111",
+          "up3_2", "reduce_chan_level2", "conv00", "conv11", "up2_1", "reduce_chan_level1", "conv0", "conv1", "output")
+
+
+@contextlib.contextmanager
+def knobs(spec: dict):
+    """The knobs of a set; the rest at torch's defaults (cuDNN convolutions may use TF32, matmuls not)."""
+    import torch._inductor.config as inductor
+
+    saved = (torch.backends.cudnn.benchmark, fusible.ENABLED, inductor.conv_1x1_as_mm,
+             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cudnn.benchmark = True
+    fusible.ENABLED = spec.get("fused", True)
+    inductor.conv_1x1_as_mm = spec.get("conv_1x1_as_mm", False)
+    torch.backends.cuda.matmul.allow_tf32 = spec.get("tf32", False)
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, fusible.ENABLED, inductor.conv_1x1_as_mm,
+         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved
+
+
+def prepare(net: nn.Module, spec: dict, x: torch.Tensor, mode: str | None = None):
+    """A fresh accelerated copy of ``net`` and its input for ``spec``."""
+    torch._dynamo.reset()
+    model = copy.deepcopy(net)
+    if spec.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return accelerate(model, "cuda", mode or spec["mode"]), x
+
+
+def autocast_for(spec: dict):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if spec["dtype"] == "bf16" else contextlib.nullcontext()
+
+
+def measure(name: str, net: nn.Module, x: torch.Tensor, reference: torch.Tensor | None) -> dict:
+    spec = SETS[name]
+    with knobs(spec):
+        t0 = time.perf_counter()
+        model, xin = prepare(net, spec, x)
+
+        def step():
+            with torch.inference_mode(), autocast_for(spec):
+                return model(xin)[-1]
+
+        out = step().float()
+        torch.cuda.synchronize()
+        first = time.perf_counter() - t0
+        ms = time_cuda(step, warmup=2, repeat=15)
+        if hasattr(model, "release"):
+            model.release()
+    row = dict(set=name, ms=ms, mpx_s=x.numel() / (ms * 1e-3) / 1e6, first_s=first)
+    if reference is not None:
+        row["rel_l2"] = float((out - reference).norm() / reference.norm())
+        row["max_abs"] = float((out - reference).abs().max())
+    return row
+
+
+class Timed(nn.Module):
+    """Records CUDA events around ``inner`` (one bench-only wrapper per top-level stage)."""
+
+    def __init__(self, inner: nn.Module, log: list):
+        super().__init__()
+        self.inner, self.log = inner, log
+
+    def forward(self, *args):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = self.inner(*args)
+        end.record()
+        self.log.append((self, start, end))
+        return out
+
+
+def breakdown(name: str, net: nn.Module, x: torch.Tensor, kernels: int) -> None:
+    """Per-stage GPU time (compiled blocks, no graph) and the top kernels, for knob set ``name``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    spec = SETS[name]
+    mode = "compile" if "compile" in spec["mode"] else "none"
+    with knobs(spec):
+        model, xin = prepare(net, spec, x, mode)
+        log: list = []
+        names = {}
+        for stage in STAGES:
+            wrapper = Timed(getattr(model, stage), log)
+            names[wrapper] = stage
+            setattr(model, stage, wrapper)
+        with torch.inference_mode(), autocast_for(spec):
+            for _ in range(3):
+                model(xin)
+            torch.cuda.synchronize()
+            totals = dict.fromkeys(STAGES, 0.0)
+            rounds = 5
+            log.clear()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(rounds):
+                model(xin)
+            end.record()
+            torch.cuda.synchronize()
+            whole = start.elapsed_time(end) / rounds
+            for wrapper, s, e in log:
+                totals[names[wrapper]] += s.elapsed_time(e) / rounds
+            print(f"\n## stages, {name} (compiled blocks, no graph), whole forward {whole:.2f} ms")
+            print("| stage | ms | share |\n|---|---|---|")
+            for stage, ms in sorted(totals.items(), key=lambda kv: -kv[1]):
+                print(f"| {stage} | {ms:.2f} | {100 * ms / whole:.1f}% |")
+            print(f"| (between stages) | {whole - sum(totals.values()):.2f} | |")
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                model(xin)
+                torch.cuda.synchronize()
+        print(f"\n## kernels, {name}")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=kernels, max_name_column_width=90))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="+", default=["fp32-u", "fp32", "fp32-c0", "fp32-c", "bf16-c0", "bf16-c"])
+    parser.add_argument("--profile", nargs="*", default=[], help="knob sets to break down per stage and kernel")
+    parser.add_argument("--kernels", type=int, default=30)
+    parser.add_argument("--variant", choices=["face", "cell"], default="face")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=4)
+    args = parser.parse_args()
+    unknown = sorted(set(args.sets + args.profile) - set(SETS))
+    if unknown:
+        sys.exit(f"unknown knob sets {unknown}; choose from {sorted(SETS)}")
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, {args.batch} x {args.size}^2, "
+          f"{args.variant}", flush=True)
+    net = build(args.variant)
+    net.routing = "argmax"
+    x = make_input(args.batch, args.size)
+    with torch.inference_mode(), knobs({"fused": False}):
+        reference = net(x)[-1].float()
+    rows = []
+    for name in args.sets:
+        try:
+            row = measure(name, net, x, reference)
+        except Exception as exc:  # one failing knob must not lose the others
+            print(f"{name}: failed: {type(exc).__name__}: {str(exc)[:600]}", flush=True)
+            continue
+        rows.append(row)
+        dev = f"{row['rel_l2']:.1e} (max {row['max_abs']:.1e})"
+        tflops = row["mpx_s"] * FLOP_PER_PIXEL / 1e6
+        print(f"{name:<14} {row['ms']:8.2f} ms {row['mpx_s']:7.2f} Mpx/s {tflops:6.1f} TFLOP/s "
+              f"first call {row['first_s']:5.1f} s dev {dev}", flush=True)
+    base = rows[0]["ms"] if rows else float("nan")
+    print(f"\n| knob set | ms | Mpx/s | speed vs {rows[0]['set'] if rows else '-'} | first call s | rel. L2 vs fp32 eager |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['set']} | {r['ms']:.1f} | {r['mpx_s']:.2f} | {base / r['ms']:.2f}x | {r['first_s']:.0f} | "
+              f"{r.get('rel_l2', float('nan')):.1e} |")
+    for name in args.profile:
+        try:
+            breakdown(name, net, x, args.kernels)
+        except Exception as exc:
+            print(f"breakdown {name}: failed: {type(exc).__name__}: {str(exc)[:600]}", flush=True)
+    print("\ndone", flush=True)
+
+
+if __name__ == "__main__":
+    main()

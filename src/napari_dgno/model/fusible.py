@@ -1,0 +1,209 @@
+"""Fused forms of DGNO's small operations, for inference on GPUs and under ``torch.compile``.
+
+What a profile of the network showed (bench/profile_e2e.py, docs/benchmarks.md), and the remedy:
+
+* Depthwise 3x3 convolutions followed by a gate: GDFN's ``gelu(dw(x)[:C]) * dw(x)[C:]`` (its
+  254-channel map is the largest tensor at level 1) and the ASSM's ``z * sigmoid(CPE(z))``. cuDNN
+  runs NHWC -> conv -> NCHW transposes around them and the gate is one more pass.
+  :func:`depthwise_gate`: one Triton kernel (:mod:`.dwgate_triton_kernels`), one read, one write.
+* The ASSM's sort of tokens by prompt, a gather along the pixels of a channels-last map: PyTorch's
+  gather, and Inductor's (which also inlines the gate before it, re-reading neighbours at random
+  positions), read it column by column. :func:`gather_tokens` reads whole token rows.
+* The DG decoder's ~260,000 per-window products of 3x3 to 24x24 matrices per 4 x 512 x 512, tiny
+  batched cuBLAS calls that Inductor cannot fuse. :func:`small_matmul` writes them as
+  broadcast-and-sum reductions while compiling, which Inductor fuses with their neighbours.
+
+The Triton kernels sit behind opaque custom ops (``napari_dgno::depthwise_gate``,
+``napari_dgno::gather_tokens``) so that compiled graphs keep their inputs and outputs whole. Same
+mathematics, different rounding order (~1e-7 relative in float32; the gather is exact). Inference
+only: with gradients, on CPU, or with :data:`ENABLED` off, the plain eager forms run (the reference
+for every test). Benchmarks switch :data:`ENABLED` to compare.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Use the fused forms where they apply. Read at call (and trace) time.
+ENABLED = True
+GATES = ("gelu", "sigmoid")
+#: Channels-last kernel tile per gate: (elements, at most this many channels wide). From
+#: ``bench/bench_fused.py`` on an H200: the gelu gate keeps two accumulators and spills at 2048.
+CL_TILES = {"gelu": (1024, 64), "sigmoid": (2048, 32)}
+#: Token-gather tile: tokens x channels.
+GATHER_BLOCK_L = 64
+GATHER_BLOCK_D = 64
+
+
+def small_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for batches of small matrices (inner and outer sizes of a few to a few dozen)."""
+    if not (ENABLED and torch.compiler.is_compiling()):
+        return torch.matmul(a, b)
+    return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+
+
+def depthwise_gate_reference(x: torch.Tensor, conv: nn.Conv2d, gate: str) -> torch.Tensor:
+    """The eager form: ``gelu``: gelu(first half of conv(x)) * second half; ``sigmoid``: x * sigmoid(conv(x))."""
+    y = conv(x)
+    if gate == "gelu":
+        a, b = y.chunk(2, dim=1)
+        return F.gelu(a) * b
+    if gate == "sigmoid":
+        return x * torch.sigmoid(y)
+    raise ValueError(f"unknown gate {gate!r}; choose one of {', '.join(GATES)}")
+
+
+@functools.cache
+def _kernels() -> ModuleType:
+    from . import dwgate_triton_kernels
+
+    return dwgate_triton_kernels
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Channels stored innermost (channel stride 1): the kernel then tiles pixels x channels."""
+    return x.shape[1] > 1 and x.stride(1) == 1
+
+
+def _empty_output(x: torch.Tensor, gate: str) -> torch.Tensor:
+    """Contiguous in the input's layout (NCHW, or channels-last for a channels-last input)."""
+    b, c_in, h, w = x.shape
+    layout = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    shape = (b, c_in // 2 if gate == "gelu" else c_in, h, w)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=layout)
+
+
+def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gate: str) -> torch.Tensor:
+    """The Triton kernel on (B, C_in, H, W) ``x`` with a (C_in, 1, 3, 3) depthwise weight; any strides.
+
+    Output (B, C_in // 2 for ``gelu`` else C_in, H, W) in ``x``'s dtype and layout (see :func:`_empty_output`).
+    """
+    if gate not in GATES:
+        raise ValueError(f"unknown gate {gate!r}; choose one of {', '.join(GATES)}")
+    b, c_in, h, w = x.shape
+    if tuple(weight.shape) != (c_in, 1, 3, 3):
+        raise ValueError(f"depthwise_gate needs a ({c_in}, 1, 3, 3) weight, got {tuple(weight.shape)}")
+    if gate == "gelu" and c_in % 2:
+        raise ValueError(f"the gelu gate splits the channels in two halves; got {c_in} channels")
+    out = _empty_output(x, gate)
+    if out.numel() == 0:
+        return out
+    channels = out.shape[1]
+    weight = weight.reshape(c_in, 9).contiguous()
+    bias_arg = bias.contiguous() if bias is not None else weight
+    flags = {"GATE": GATES.index(gate), "HAS_BIAS": bias is not None, "num_warps": 4}
+    if _channels_last(x):
+        tile, widest = CL_TILES[gate]
+        block_c = min(widest, 1 << max(0, (channels - 1).bit_length()))
+        block_p = tile // block_c
+        tiles_p = -(-(h * w) // block_p)
+        grid = (b * tiles_p, -(-channels // block_c))
+        _kernels().dwconv3x3_gate_cl_kernel[grid](
+            x, weight, bias_arg, out, channels, h, w, tiles_p, x.stride(0), x.stride(2), x.stride(3),
+            out.stride(0), out.stride(2), out.stride(3), BLOCK_P=block_p, BLOCK_C=block_c, **flags,
+        )
+        return out
+    block_w = min(64, 1 << max(0, (w - 1).bit_length()))
+    block_h = min(max(1, 1024 // block_w), 1 << max(0, (h - 1).bit_length()))
+    tiles_w = -(-w // block_w)
+    grid = (b * channels, -(-h // block_h) * tiles_w)
+    _kernels().dwconv3x3_gate_kernel[grid](
+        x, weight, bias_arg, out, channels, h, w, tiles_w, *x.stride(), *out.stride(),
+        BLOCK_H=block_h, BLOCK_W=block_w, **flags,
+    )
+    return out
+
+
+@torch.library.custom_op("napari_dgno::depthwise_gate", mutates_args=())
+def depthwise_gate_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gate: str) -> torch.Tensor:
+    """:func:`depthwise_gate_triton` as an opaque op: compiled graphs keep its input and output whole."""
+    return depthwise_gate_triton(x, weight, bias, gate)
+
+
+@depthwise_gate_op.register_fake
+def _depthwise_gate_fake(x, weight, bias, gate):
+    return _empty_output(x, gate)
+
+
+@torch.compiler.assume_constant_result  # traced as a constant, not stepped into by Dynamo
+def _triton_ready() -> bool:
+    from .scan_triton import triton_available
+
+    return triton_available()
+
+
+def _use_triton(x: torch.Tensor, *params: torch.Tensor) -> bool:
+    """CUDA inference with Triton present and the forms enabled."""
+    return (
+        ENABLED
+        and x.is_cuda
+        and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)))
+        and _triton_ready()
+    )
+
+
+def depthwise_gate(x: torch.Tensor, conv: nn.Conv2d, gate: str) -> torch.Tensor:
+    """Depthwise 3x3 ``conv`` on ``x`` and the ``gate`` (see :func:`depthwise_gate_reference`).
+
+    One fused Triton kernel for CUDA inference, the eager form everywhere else.
+    """
+    if not _use_triton(x, conv.weight):
+        return depthwise_gate_reference(x, conv, gate)
+    return depthwise_gate_op(x, conv.weight, conv.bias, gate)
+
+
+def gather_tokens_reference(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """(B, D, n) tokens of the (B, D, H, W) map ``z`` in the order ``order`` (B, n): ``z.flatten(2)[b, :, order[b]]``."""
+    flat = z.flatten(2)
+    return torch.gather(flat, 2, order[:, None, :].expand(-1, flat.shape[1], -1))
+
+
+def _tokens_in_rows(z: torch.Tensor) -> bool:
+    """Channels-last storage (channel stride 1, tokens a uniform stride apart): each token is one row."""
+    b, d, h, w = z.shape
+    return d > 1 and z.stride(1) == 1 and (h == 1 or z.stride(2) == w * z.stride(3))
+
+
+def gather_tokens_triton(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """:func:`gather_tokens_reference` for a channels-last ``z``: rows read whole, written transposed."""
+    if not _tokens_in_rows(z):
+        raise ValueError("gather_tokens_triton needs a channels-last (B, D, H, W) map; use gather_tokens_reference")
+    b, d, h, w = z.shape
+    tokens = order.shape[1]
+    if tuple(order.shape) != (b, tokens) or order.dtype != torch.int64:
+        raise ValueError(f"order must be ({b}, n) int64, got {tuple(order.shape)} {order.dtype}")
+    out = torch.empty((b, d, tokens), dtype=z.dtype, device=z.device)
+    if out.numel() == 0:
+        return out
+    order = order.contiguous()
+    block_d = min(GATHER_BLOCK_D, 1 << max(0, (d - 1).bit_length()))
+    tiles_l = -(-tokens // GATHER_BLOCK_L)
+    _kernels().gather_tokens_kernel[(b * tiles_l, -(-d // block_d))](
+        z, order, out, d, tokens, tiles_l, z.stride(0), z.stride(3), out.stride(0), out.stride(1),
+        BLOCK_L=GATHER_BLOCK_L, BLOCK_D=block_d, num_warps=4,
+    )
+    return out
+
+
+@torch.library.custom_op("napari_dgno::gather_tokens", mutates_args=())
+def gather_tokens_op(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """:func:`gather_tokens_triton` as an opaque op (Inductor would otherwise read z column-wise)."""
+    return gather_tokens_triton(z, order)
+
+
+@gather_tokens_op.register_fake
+def _gather_tokens_fake(z, order):
+    return z.new_empty((z.shape[0], z.shape[1], order.shape[1]))
+
+
+def gather_tokens(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """The ASSM's sort of tokens by prompt: one Triton kernel for channels-last CUDA maps at inference."""
+    if not (_use_triton(z) and _tokens_in_rows(z) and order.dtype == torch.int64):
+        return gather_tokens_reference(z, order)
+    return gather_tokens_op(z, order)

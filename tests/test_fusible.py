@@ -1,0 +1,189 @@
+"""The fused inference forms (depthwise 3x3 + gate in Triton, small matmuls under compile) against
+the eager forms they replace.
+
+Kernel tests run in Triton's CPU interpreter with ``TRITON_INTERPRET=1`` (CI installs no Triton, so
+they skip there); tests marked ``gpu`` run on CUDA at DGNO's sizes, inside compiled blocks and CUDA
+graphs. The dispatch rules (eager form on CPU and whenever gradients are needed) are tested on CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from napari_dgno.model import fusible
+from napari_dgno.model.assm import EncoderBlock
+from napari_dgno.model.dg import DGWindowOperator
+from napari_dgno.model.layers import GatedDconvFeedForward
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+HAVE_TRITON = importlib.util.find_spec("triton") is not None
+CUDA = torch.cuda.is_available()
+interpreter_only = pytest.mark.skipif(
+    not (HAVE_TRITON and INTERPRET), reason="needs triton and TRITON_INTERPRET=1 (Triton's CPU interpreter)"
+)
+on_gpu = pytest.mark.skipif(not (HAVE_TRITON and CUDA and not INTERPRET), reason="needs triton and CUDA")
+
+
+def _conv(channels: int, bias: bool, seed: int = 0) -> nn.Conv2d:
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=bias)
+    with torch.no_grad():
+        conv.weight.mul_(3.0)  # make every tap matter
+    return conv
+
+
+@interpreter_only
+@pytest.mark.parametrize(("gate", "channels", "bias"), [("gelu", 10, False), ("gelu", 6, True),
+                                                        ("sigmoid", 5, True), ("sigmoid", 4, False)])
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (7, 9), (16, 64), (33, 70)])
+def test_kernel_matches_the_eager_form_at_edges_and_odd_sizes(gate, channels, bias, h, w):
+    conv = _conv(channels, bias)
+    x = torch.randn(2, channels, h, w)
+    with torch.no_grad():
+        ref = fusible.depthwise_gate_reference(x, conv, gate)
+        out = fusible.depthwise_gate_triton(x, conv.weight, conv.bias, gate)
+    assert out.shape == ref.shape and out.dtype == x.dtype
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@interpreter_only
+@pytest.mark.parametrize(("gate", "channels", "bias"), [("gelu", 10, False), ("gelu", 254, True),
+                                                        ("sigmoid", 5, True), ("sigmoid", 96, False)])
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (7, 9), (33, 70)])
+def test_channels_last_kernel_matches_and_keeps_the_layout(gate, channels, bias, h, w):
+    """DGNO's 1x1 convolutions return channels-last maps (their input is a permuted layer norm)."""
+    conv = _conv(channels, bias)
+    x = torch.randn(2, h, w, channels).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        ref = fusible.depthwise_gate_reference(x, conv, gate)
+        out = fusible.depthwise_gate_triton(x, conv.weight, conv.bias, gate)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@interpreter_only
+def test_kernel_reads_any_strides_and_half_inputs():
+    conv = _conv(8, True)
+    x = torch.randn(3, 13, 11, 8).permute(0, 3, 1, 2)  # channels-last view
+    x[..., 0, 0] = float("nan")  # pixels at the border must not leak into other images
+    x = x[1:]
+    with torch.no_grad():
+        ref = fusible.depthwise_gate_reference(x.contiguous(), conv, "gelu")
+        out = fusible.depthwise_gate_triton(x, conv.weight, conv.bias, "gelu")
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5, equal_nan=True)
+        half = x.nan_to_num().to(torch.bfloat16)
+        out16 = fusible.depthwise_gate_triton(half, conv.weight, conv.bias, "sigmoid")
+        ref16 = fusible.depthwise_gate_reference(half.float(), conv, "sigmoid")
+    assert out16.dtype == torch.bfloat16
+    torch.testing.assert_close(out16.float(), ref16, rtol=1e-2, atol=1e-2)
+
+
+@interpreter_only
+@pytest.mark.parametrize(("b", "d", "h", "w"), [(2, 96, 16, 16), (1, 5, 3, 7), (3, 130, 8, 9), (1, 3, 1, 5)])
+def test_token_gather_kernel_equals_torch_gather(b, d, h, w):
+    z = torch.randn(b, h, w, d).permute(0, 3, 1, 2)  # channels-last, as the ASSM's CPE output
+    order = torch.stack([torch.randperm(h * w) for _ in range(b)])
+    assert torch.equal(fusible.gather_tokens_triton(z, order), fusible.gather_tokens_reference(z, order))
+    with pytest.raises(ValueError, match="needs a channels-last"):
+        fusible.gather_tokens_triton(z.contiguous(), order)
+
+
+def test_bad_arguments_are_named():
+    conv = _conv(5, False)
+    x = torch.randn(1, 5, 4, 4)
+    with pytest.raises(ValueError, match="unknown gate 'relu'"):
+        fusible.depthwise_gate_reference(x, conv, "relu")
+    with pytest.raises(ValueError, match="unknown gate 'relu'"):
+        fusible.depthwise_gate_triton(x, conv.weight, None, "relu")
+    with pytest.raises(ValueError, match="splits the channels in two halves; got 5"):
+        fusible.depthwise_gate_triton(x, conv.weight, None, "gelu")
+    with pytest.raises(ValueError, match=r"needs a \(6, 1, 3, 3\) weight"):
+        fusible.depthwise_gate_triton(torch.randn(1, 6, 4, 4), conv.weight, None, "sigmoid")
+
+
+def test_cpu_and_gradients_take_the_eager_form():
+    """On CPU the result is bit-identical to the module code it replaced, and training gets gradients."""
+    ffn = GatedDconvFeedForward(8, 2.66, False)
+    x = torch.randn(2, 8, 9, 9, requires_grad=True)
+    a, b = ffn.dwconv(ffn.project_in(x)).chunk(2, dim=1)
+    expected = ffn.project_out(torch.nn.functional.gelu(a) * b)
+    out = ffn(x)
+    assert torch.equal(out, expected)
+    out.sum().backward()
+    assert x.grad is not None and ffn.dwconv.weight.grad is not None
+
+
+def test_small_matmul_is_matmul_when_not_compiling():
+    a, b = torch.randn(5, 3, 64), torch.randn(5, 64, 3)
+    assert torch.equal(fusible.small_matmul(a, b), a @ b)
+
+
+def test_dg_operator_compiled_with_the_fused_forms_matches_eager():
+    """Under torch.compile (CPU Inductor) the DG operator's products become fused reductions."""
+    torch.manual_seed(0)
+    op = DGWindowOperator(32, "face", 8, "avg_jump", 0.25, True, "dirichlet").eval()
+    x = torch.randn(2, 32, 32, 32)
+    with torch.inference_mode():
+        ref = op(x)
+        out = torch.compile(op, dynamic=False, fullgraph=True)(x)
+    # Relative L2: the Galerkin norm divides by the std of 2 numbers, so single values amplify rounding.
+    assert float((out - ref).norm() / ref.norm()) < 1e-5
+
+
+@on_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("channels", "size"), [(254, 512), (508, 256), (192, 128), (2032, 64)])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_gpu_kernel_at_dgno_sizes(dtype, channels, size, layout):
+    conv = _conv(channels, True).cuda()
+    x = torch.randn(2, channels, size, size, device="cuda", dtype=dtype).contiguous(memory_format=layout)
+    with torch.inference_mode():
+        for gate in fusible.GATES:
+            ref = fusible.depthwise_gate_reference(x.float(), conv, gate)
+            out = fusible.depthwise_gate_triton(x, conv.weight, conv.bias, gate)
+            assert out.dtype == dtype
+            tol = 1e-5 if dtype == torch.float32 else 2e-2
+            torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol)
+
+
+@on_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_token_gather_at_dgno_sizes(dtype):
+    for c, s in ((96, 512), (768, 64)):
+        z = torch.randn(2, c, s, s, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+        order = torch.argsort(torch.randint(0, 64, (2, s * s), device="cuda"), dim=1, stable=True)
+        assert torch.equal(fusible.gather_tokens(z, order), fusible.gather_tokens_reference(z, order))
+
+
+@on_gpu
+@pytest.mark.gpu
+def test_gpu_encoder_block_fused_compiled_and_graphed_matches_eager():
+    """One block (its routing is decided before any fused op): eager fused, compiled (fullgraph) and
+    replayed from a CUDA graph all agree with the unfused eager block."""
+    torch.manual_seed(0)
+    block = EncoderBlock(96, 2.66, False, "WithBias").cuda().eval()
+    x = torch.randn(2, 96, 64, 64, device="cuda")
+    with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # TF32 would dominate
+        fusible.ENABLED = False
+        try:
+            ref = block(x)
+        finally:
+            fusible.ENABLED = True
+        eager = block(x)
+        compiled = torch.compile(block, dynamic=False, fullgraph=True)
+        out = compiled(x)
+        graph = torch.cuda.CUDAGraph()
+        static = x.clone()
+        compiled(static)
+        with torch.cuda.graph(graph):
+            replayed = compiled(static)
+        graph.replay()
+    for result in (eager, out, replayed):
+        torch.testing.assert_close(result, ref, rtol=1e-4, atol=1e-4)

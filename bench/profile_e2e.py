@@ -12,7 +12,9 @@ Knob sets: ``fp32`` eager + graph with the fused forms (:mod:`napari_dgno.model.
 without them; ``fp32-c`` compiled blocks + graph, ``-c0`` without the fused forms; ``+mm``:
 Inductor's 1x1 convolutions as matrix products; ``tf32``: TF32 matmuls too (torch's default lets
 cuDNN convolutions use TF32 already, matmuls not); ``+cl``: channels-last weights and input;
-``bf16...``: the same under bf16 autocast.
+``-nobench``: cuDNN's algorithm search off (torch's default, and the engine's: it leaves the
+process-wide flag alone); ``bf16...``: the same under bf16 autocast. All other sets search (as
+``bench_e2e.py`` does).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from napari_dgno.model.fast import accelerate  # noqa: E402
 SETS = {
     "fp32-u": {"dtype": "fp32", "mode": "graphs", "fused": False},
     "fp32": {"dtype": "fp32", "mode": "graphs"},
+    "fp32-nobench": {"dtype": "fp32", "mode": "graphs", "cudnn_benchmark": False},
+    "fp32-u-nobench": {"dtype": "fp32", "mode": "graphs", "fused": False, "cudnn_benchmark": False},
     "fp32-c0": {"dtype": "fp32", "mode": "compile+graphs", "fused": False},
     "fp32-c": {"dtype": "fp32", "mode": "compile+graphs"},
     "fp32-c+mm": {"dtype": "fp32", "mode": "compile+graphs", "conv_1x1_as_mm": True},
@@ -46,6 +50,7 @@ SETS = {
     "tf32-c+mm": {"dtype": "fp32", "mode": "compile+graphs", "conv_1x1_as_mm": True, "tf32": True},
     "bf16-u": {"dtype": "bf16", "mode": "graphs", "fused": False},
     "bf16": {"dtype": "bf16", "mode": "graphs"},
+    "bf16-nobench": {"dtype": "bf16", "mode": "graphs", "cudnn_benchmark": False},
     "bf16-c0": {"dtype": "bf16", "mode": "compile+graphs", "fused": False},
     "bf16-c": {"dtype": "bf16", "mode": "compile+graphs"},
     "bf16-c+mm": {"dtype": "bf16", "mode": "compile+graphs", "conv_1x1_as_mm": True},
@@ -63,7 +68,7 @@ def knobs(spec: dict):
 
     saved = (torch.backends.cudnn.benchmark, fusible.ENABLED, inductor.conv_1x1_as_mm,
              torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = spec.get("cudnn_benchmark", True)
     fusible.ENABLED = spec.get("fused", True)
     inductor.conv_1x1_as_mm = spec.get("conv_1x1_as_mm", False)
     torch.backends.cuda.matmul.allow_tf32 = spec.get("tf32", False)

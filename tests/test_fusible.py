@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -116,6 +118,14 @@ def test_cpu_and_gradients_take_the_eager_form():
     assert torch.equal(out, expected)
     out.sum().backward()
     assert x.grad is not None and ffn.dwconv.weight.grad is not None
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("0", False), ("off", False), ("1", True), ("", True)])
+def test_environment_variable_switches_the_fused_forms(value, enabled):
+    code = "from napari_dgno.model import fusible; print(fusible.ENABLED)"
+    env = {**os.environ, "NAPARI_DGNO_FUSED": value}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(enabled)
 
 
 def test_small_matmul_is_matmul_when_not_compiling():

@@ -33,13 +33,14 @@ def _taps(base, w_ptr, c, rows, cols, height, width, s_h, s_w):
 @triton.jit
 def dwconv3x3_gate_kernel(
     x_ptr, w_ptr, bias_ptr, out_ptr,
-    channels, height, width, tiles_w,
+    channels, height, width, tiles_w, tiles,
     s_xb, s_xc, s_xh, s_xw,
     s_ob, s_oc, s_oh, s_ow,
     GATE: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
-    image_channel = tl.program_id(0)
-    tile = tl.program_id(1)
+    # One grid axis (tiles of all channels of all images): the second axis is limited to 65,535.
+    image_channel = tl.program_id(0) // tiles
+    tile = tl.program_id(0) % tiles
     b = image_channel // channels
     c = image_channel % channels
     rows = (tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]

@@ -23,14 +23,18 @@ for every test). Benchmarks switch :data:`ENABLED` to compare.
 from __future__ import annotations
 
 import functools
+import os
 from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Environment variable that switches the fused forms off (``NAPARI_DGNO_FUSED=0``), e.g. should a
+#: Triton build fail on some GPU: the eager forms then run everywhere.
+ENV_VAR = "NAPARI_DGNO_FUSED"
 #: Use the fused forms where they apply. Read at call (and trace) time.
-ENABLED = True
+ENABLED = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
 GATES = ("gelu", "sigmoid")
 #: Channels-last kernel tile per gate: (elements, at most this many channels wide). From
 #: ``bench/bench_fused.py`` on an H200: the gelu gate keeps two accumulators and spills at 2048.
@@ -111,9 +115,9 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     block_w = min(64, 1 << max(0, (w - 1).bit_length()))
     block_h = min(max(1, 1024 // block_w), 1 << max(0, (h - 1).bit_length()))
     tiles_w = -(-w // block_w)
-    grid = (b * channels, -(-h // block_h) * tiles_w)
-    _kernels().dwconv3x3_gate_kernel[grid](
-        x, weight, bias_arg, out, channels, h, w, tiles_w, *x.stride(), *out.stride(),
+    tiles = -(-h // block_h) * tiles_w
+    _kernels().dwconv3x3_gate_kernel[(b * channels * tiles,)](
+        x, weight, bias_arg, out, channels, h, w, tiles_w, tiles, *x.stride(), *out.stride(),
         BLOCK_H=block_h, BLOCK_W=block_w, **flags,
     )
     return out

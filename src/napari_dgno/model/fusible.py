@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .scan_triton import _cdiv, _next_pow2, triton_available
+
 #: Environment variable that switches the fused forms off (``NAPARI_DGNO_FUSED=0``), e.g. should a
 #: Triton build fail on some GPU: the eager forms then run everywhere.
 ENV_VAR = "NAPARI_DGNO_FUSED"
@@ -103,19 +105,19 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     flags = {"GATE": GATES.index(gate), "HAS_BIAS": bias is not None, "num_warps": 4}
     if _channels_last(x):
         tile, widest = CL_TILES[gate]
-        block_c = min(widest, 1 << max(0, (channels - 1).bit_length()))
+        block_c = min(widest, _next_pow2(channels))
         block_p = tile // block_c
-        tiles_p = -(-(h * w) // block_p)
-        grid = (b * tiles_p, -(-channels // block_c))
+        tiles_p = _cdiv(h * w, block_p)
+        grid = (b * tiles_p, _cdiv(channels, block_c))
         _kernels().dwconv3x3_gate_cl_kernel[grid](
             x, weight, bias_arg, out, channels, h, w, tiles_p, x.stride(0), x.stride(2), x.stride(3),
             out.stride(0), out.stride(2), out.stride(3), BLOCK_P=block_p, BLOCK_C=block_c, **flags,
         )
         return out
-    block_w = min(64, 1 << max(0, (w - 1).bit_length()))
-    block_h = min(max(1, 1024 // block_w), 1 << max(0, (h - 1).bit_length()))
-    tiles_w = -(-w // block_w)
-    tiles = -(-h // block_h) * tiles_w
+    block_w = min(64, _next_pow2(w))
+    block_h = min(max(1, 1024 // block_w), _next_pow2(h))
+    tiles_w = _cdiv(w, block_w)
+    tiles = _cdiv(h, block_h) * tiles_w
     _kernels().dwconv3x3_gate_kernel[(b * channels * tiles,)](
         x, weight, bias_arg, out, channels, h, w, tiles_w, tiles, *x.stride(), *out.stride(),
         BLOCK_H=block_h, BLOCK_W=block_w, **flags,
@@ -136,8 +138,6 @@ def _depthwise_gate_fake(x, weight, bias, gate):
 
 @torch.compiler.assume_constant_result  # traced as a constant, not stepped into by Dynamo
 def _triton_ready() -> bool:
-    from .scan_triton import triton_available
-
     return triton_available()
 
 
@@ -186,9 +186,9 @@ def gather_tokens_triton(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     if out.numel() == 0:
         return out
     order = order.contiguous()
-    block_d = min(GATHER_BLOCK_D, 1 << max(0, (d - 1).bit_length()))
-    tiles_l = -(-tokens // GATHER_BLOCK_L)
-    _kernels().gather_tokens_kernel[(b * tiles_l, -(-d // block_d))](
+    block_d = min(GATHER_BLOCK_D, _next_pow2(d))
+    tiles_l = _cdiv(tokens, GATHER_BLOCK_L)
+    _kernels().gather_tokens_kernel[(b * tiles_l, _cdiv(d, block_d))](
         z, order, out, d, tokens, tiles_l, z.stride(0), z.stride(3), out.stride(0), out.stride(1),
         BLOCK_L=GATHER_BLOCK_L, BLOCK_D=block_d, num_warps=4,
     )

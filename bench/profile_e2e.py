@@ -12,6 +12,9 @@ Knob sets: ``fp32`` eager + graph with the fused forms (:mod:`napari_dgno.model.
 without them; ``fp32-c`` compiled blocks + graph, ``-c0`` without the fused forms; ``+mm``:
 Inductor's 1x1 convolutions as matrix products; ``tf32``: TF32 matmuls too (torch's default lets
 cuDNN convolutions use TF32 already, matmuls not); ``+cl``: channels-last weights and input;
+``-t``: the defaults before this session's kernels (depthwise-gate ``tiles`` kernel, GDFN width not
+aligned, no DG operator kernels), ``-nopad``: the ``rows`` kernel without it, ``-tpad``: ``tiles`` with it;
+``-nodg``: without the DG operator kernels (:mod:`napari_dgno.model.dg_fused`);
 ``-nobench``: cuDNN's algorithm search off (torch's default, and the engine's: it leaves the
 process-wide flag alone); ``bf16...``: the same under bf16 autocast. All other sets search (as
 ``bench_e2e.py`` does).
@@ -34,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_e2e import FLOP_PER_PIXEL, build, make_input, time_cuda  # noqa: E402
 
-from napari_dgno.model import fusible  # noqa: E402
+from napari_dgno.model import dg_fused, fusible  # noqa: E402
 from napari_dgno.model.fast import accelerate  # noqa: E402
 
 SETS = {
@@ -55,6 +58,18 @@ SETS = {
     "bf16-c": {"dtype": "bf16", "mode": "compile+graphs"},
     "bf16-c+mm": {"dtype": "bf16", "mode": "compile+graphs", "conv_1x1_as_mm": True},
     "bf16-c+mm+cl": {"dtype": "bf16", "mode": "compile+graphs", "conv_1x1_as_mm": True, "channels_last": True},
+    # The depthwise-gate kernel before the rows kernel and the GDFN padding (previous defaults), and each alone.
+    "fp32-t": {"dtype": "fp32", "mode": "graphs", "cl_kernel": "tiles", "align": 1, "dg": False},
+    "fp32-c-t": {"dtype": "fp32", "mode": "compile+graphs", "cl_kernel": "tiles", "align": 1, "dg": False},
+    "fp32-c-nopad": {"dtype": "fp32", "mode": "compile+graphs", "align": 1},
+    "bf16-t": {"dtype": "bf16", "mode": "graphs", "cl_kernel": "tiles", "align": 1, "dg": False},
+    "bf16-c-t": {"dtype": "bf16", "mode": "compile+graphs", "cl_kernel": "tiles", "align": 1, "dg": False},
+    "bf16-c-nopad": {"dtype": "bf16", "mode": "compile+graphs", "align": 1},
+    "bf16-c-tpad": {"dtype": "bf16", "mode": "compile+graphs", "cl_kernel": "tiles"},
+    # Without the DG operator kernels (napari_dgno.model.dg_fused), the rest as the defaults.
+    "fp32-c-nodg": {"dtype": "fp32", "mode": "compile+graphs", "dg": False},
+    "bf16-c-nodg": {"dtype": "bf16", "mode": "compile+graphs", "dg": False},
+    "fp32-nodg": {"dtype": "fp32", "mode": "graphs", "dg": False},
 }
 STAGES = ("SCM2", "SCM1", "patch_embed", "encoder_level1", "down1_2", "FAM2", "encoder_level2", "down2_3", "FAM1",
           "encoder_level3", "down3_4", "latent", "up4_3", "reduce_chan_level3", "conv000", "conv111",
@@ -68,6 +83,11 @@ def knobs(spec: dict):
 
     saved = (torch.backends.cudnn.benchmark, fusible.ENABLED, inductor.conv_1x1_as_mm,
              torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    saved_fused = dict(fusible.CL_KERNEL), fusible.HIDDEN_ALIGN, dg_fused.ENABLED
+    dg_fused.ENABLED = spec.get("dg", True)
+    if "cl_kernel" in spec:
+        fusible.CL_KERNEL.update(dict.fromkeys(fusible.CL_KERNEL, spec["cl_kernel"]))
+    fusible.HIDDEN_ALIGN = spec.get("align", fusible.HIDDEN_ALIGN)
     torch.backends.cudnn.benchmark = spec.get("cudnn_benchmark", True)
     fusible.ENABLED = spec.get("fused", True)
     inductor.conv_1x1_as_mm = spec.get("conv_1x1_as_mm", False)
@@ -78,6 +98,9 @@ def knobs(spec: dict):
     finally:
         (torch.backends.cudnn.benchmark, fusible.ENABLED, inductor.conv_1x1_as_mm,
          torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved
+        fusible.CL_KERNEL.update(saved_fused[0])
+        fusible.HIDDEN_ALIGN = saved_fused[1]
+        dg_fused.ENABLED = saved_fused[2]
 
 
 def prepare(net: nn.Module, spec: dict, x: torch.Tensor, mode: str | None = None):

@@ -6,6 +6,9 @@
 #   bash bench/run_gpu_fast.sh C   # after tuning the scan: GPU tests, scan table, end-to-end at 4 x 512
 #   bash bench/run_gpu_fast.sh D   # profile: knob sets (fused forms, 1x1 as mm, TF32, channels-last), stages, kernels
 #   bash bench/run_gpu_fast.sh E   # after the fused kernels: GPU tests, depthwise-gate table, end-to-end at 4 x 512
+#   bash bench/run_gpu_fast.sh F   # rows kernel + aligned GDFN: GPU tests of the fused forms, kernels, knob sets, profile
+#   bash bench/run_gpu_fast.sh G   # DG operator kernels: GPU tests, DG table, knob sets with and without them
+#   bash bench/run_gpu_fast.sh H   # final: GPU tests of the fused forms, end-to-end at 4 x 512 with the official baseline
 # The patched mamba-ssm sdist (sm_90 only) comes from .devtmp/mamba; a warm machine keeps its build.
 set -uo pipefail
 STAGE=${1:?stage A or B}
@@ -78,6 +81,45 @@ if [ "$STAGE" = D ]; then  # where the time goes, what each knob buys (bench/pro
   timeout ${PROFILE_TIMEOUT:-170} python3 bench/profile_e2e.py --sets fp32 --profile ${PROFILE:-fp32-c bf16-c} \
       > "$LOG/profile.log" 2>&1
   grep -E "^## |^\| [a-zA-Z(]" "$LOG/profile.log" | head -80
+fi
+if [ "$STAGE" = F ]; then  # the rows depthwise-gate kernel and the aligned GDFN width: kernels, knob sets, profile
+  stamp "GPU tests of the fused forms"
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3
+  stamp "depthwise-gate kernels, channels-last"
+  timeout ${FUSED_TIMEOUT:-150} python3 bench/bench_fused.py --cl ${FUSED_ARGS:-} > "$LOG/fused.log" 2>&1; grep -c "^| " "$LOG/fused.log"
+  stamp "DG operator kernels"
+  timeout 90 python3 bench/bench_fused.py --dg > "$LOG/dg.log" 2>&1; grep "^| [a-z]" "$LOG/dg.log"
+  stamp "knob sets"
+  timeout ${SETS_TIMEOUT:-300} python3 bench/profile_e2e.py --sets ${SETS:-fp32-t fp32 bf16-t bf16 fp32-c-t fp32-c \
+      bf16-c-t bf16-c} > "$LOG/knobs.log" 2>&1
+  grep -A14 "^| knob" "$LOG/knobs.log"
+  stamp "profile"
+  timeout ${PROFILE_TIMEOUT:-120} python3 bench/profile_e2e.py --sets fp32 --kernels 45 --profile ${PROFILE:-fp32-c bf16-c} \
+      > "$LOG/profile.log" 2>&1
+  grep -E "^## " "$LOG/profile.log"
+fi
+if [ "$STAGE" = G ]; then  # the DG operator kernels: GPU tests, the DG table, knob sets with and without them
+  stamp "GPU tests of the fused forms"
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py tests/test_fast_paths.py \
+      > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3; grep -E "^E .*(compiled|eager|graph):" "$LOG/pytest_gpu.log" | head -5
+  stamp "DG operator kernels"
+  timeout 90 python3 bench/bench_fused.py --dg > "$LOG/dg.log" 2>&1; grep "^| [a-z]" "$LOG/dg.log"
+  stamp "knob sets"
+  timeout ${SETS_TIMEOUT:-280} python3 bench/profile_e2e.py --sets ${SETS:-fp32-t fp32 fp32-nodg bf16 fp32-c fp32-c-nodg \
+      bf16-c bf16-c-nodg} > "$LOG/knobs.log" 2>&1
+  grep -A14 "^| knob" "$LOG/knobs.log"
+fi
+if [ "$STAGE" = H ]; then  # final: GPU tests of the fused forms, end-to-end at 4 x 512 with the official baseline
+  stamp "mamba-ssm build in the background; GPU tests of the fused forms"
+  build_mamba & BUILD=$!
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3
+  stamp "wait for mamba"; wait $BUILD; tail -1 "$LOG/mamba_build.log"
+  stamp "end-to-end at 4 x 512"
+  timeout 280 python3 bench/bench_e2e.py --sizes 512 --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1
+  grep -A12 "^| variant" "$LOG/e2e.log" | tail -9; grep -E "compile|failed" "$LOG/e2e.log" | head
 fi
 stamp "done"
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

@@ -54,11 +54,15 @@ def test_kernel_matches_the_eager_form_at_edges_and_odd_sizes(gate, channels, bi
 
 
 @interpreter_only
+@pytest.mark.parametrize("kernel", ["rows", "tiles"])
 @pytest.mark.parametrize(("gate", "channels", "bias"), [("gelu", 10, False), ("gelu", 254, True),
                                                         ("sigmoid", 5, True), ("sigmoid", 96, False)])
 @pytest.mark.parametrize(("h", "w"), [(1, 1), (7, 9), (33, 70)])
-def test_channels_last_kernel_matches_and_keeps_the_layout(gate, channels, bias, h, w):
+def test_channels_last_kernel_matches_and_keeps_the_layout(gate, channels, bias, h, w, kernel, monkeypatch):
     """DGNO's 1x1 convolutions return channels-last maps (their input is a permuted layer norm)."""
+    monkeypatch.setitem(fusible.CL_KERNEL, gate, kernel)
+    if kernel == "rows":  # strips narrower and shorter than the maps: every edge of a strip is crossed
+        monkeypatch.setitem(fusible.ROW_TILES, gate, (16, 32, 4, 4))
     conv = _conv(channels, bias)
     x = torch.randn(2, h, w, channels).permute(0, 3, 1, 2)
     with torch.no_grad():
@@ -95,6 +99,62 @@ def test_token_gather_kernel_equals_torch_gather(b, d, h, w):
         fusible.gather_tokens_triton(z.contiguous(), order)
 
 
+@interpreter_only
+@pytest.mark.parametrize(("dim", "bias"), [(48, False), (12, True)])
+def test_feedforward_with_padded_hidden_width_equals_the_module(dim, bias, monkeypatch):
+    """The fused GDFN pads the hidden width (127 -> 128 at dim 48) with zero channels: same result."""
+    monkeypatch.setattr(fusible, "use_triton", lambda *args: True)  # the CUDA route, on CPU tensors
+    torch.manual_seed(1)
+    ffn = GatedDconvFeedForward(dim, 2.66, bias).eval()
+    hidden = ffn.project_out.weight.shape[1]
+    assert fusible.aligned_hidden(hidden) > hidden and fusible.aligned_hidden(hidden) % 32 == 0
+    x = torch.randn(2, 9, 11, dim).permute(0, 3, 1, 2)  # channels-last, as the layer norm returns it
+    with torch.no_grad():
+        a, b = ffn.dwconv(ffn.project_in(x)).chunk(2, dim=1)
+        expected = ffn.project_out(torch.nn.functional.gelu(a) * b)
+        out = ffn(x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert ffn.project_in.weight.shape[0] == 2 * hidden  # the module's parameters are untouched
+
+
+DG_CASES = [("face", "avg_jump", "dirichlet", 48), ("face", "jump", "neumann", 96), ("cell", "jump", "neumann", 32),
+            ("cell", "avg_jump", "dirichlet", 192), ("face", "central", "dirichlet", 48), ("cell", "central", "neumann", 48)]
+
+
+@interpreter_only
+@pytest.mark.parametrize(("variant", "flux", "boundary", "dim"), DG_CASES)
+@pytest.mark.parametrize(("h", "w"), [(8, 8), (16, 40), (24, 16)])
+def test_dg_operator_kernels_match_the_eager_operator(variant, flux, boundary, dim, h, w, monkeypatch):
+    """Every released combination (and central), head widths 2-12, one window up to 3 x 5 windows."""
+    torch.manual_seed(h * w + dim)
+    op = DGWindowOperator(dim, variant, 8, flux, 0.25, True, boundary).eval()
+    with torch.no_grad():  # non-trivial norms and tau
+        op.kln.weight.uniform_(0.5, 1.5), op.vln.bias.uniform_(-0.3, 0.3)
+        if flux != "central":
+            op.tau.fill_(0.4)
+    x = torch.randn(2, dim, h, w)
+    with torch.no_grad():
+        expected = op(x)
+        monkeypatch.setattr(fusible, "use_triton", lambda *args: True)
+        out = op(x)
+        out_cl = op(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_cl, expected, rtol=1e-5, atol=1e-5)
+
+
+@interpreter_only
+def test_dg_operator_kernels_in_bf16_build_the_operators_in_float32(monkeypatch):
+    torch.manual_seed(3)
+    op = DGWindowOperator(48, "face", 8, "avg_jump", 0.25, True, "dirichlet").eval().to(torch.bfloat16)
+    x = torch.randn(1, 48, 16, 24).to(torch.bfloat16)
+    with torch.no_grad():
+        expected = op(x)
+        monkeypatch.setattr(fusible, "use_triton", lambda *args: True)
+        out = op(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected.float(), rtol=2e-2, atol=2e-2)
+
+
 def test_bad_arguments_are_named():
     conv = _conv(5, False)
     x = torch.randn(1, 5, 4, 4)
@@ -106,6 +166,41 @@ def test_bad_arguments_are_named():
         fusible.depthwise_gate_triton(x, conv.weight, None, "gelu")
     with pytest.raises(ValueError, match=r"needs a \(6, 1, 3, 3\) weight"):
         fusible.depthwise_gate_triton(torch.randn(1, 6, 4, 4), conv.weight, None, "sigmoid")
+
+
+def test_dg_kernel_arguments_are_checked_before_launch():
+    from napari_dgno.model.dg_fused import dg_attention_triton
+
+    norms = (torch.ones(48), torch.zeros(48))
+    args = {"heads": 16, "window": 8, "face": True, "dirichlet": True, "eps": 1e-5, "out_dtype": torch.float32,
+            "channels_last": False}
+    tau = torch.tensor([0.25])
+    with pytest.raises(ValueError, match="unknown flux_mode 'upwind'"):
+        dg_attention_triton(torch.randn(1, 144, 8, 8), norms, norms, tau, flux_mode="upwind", **args)
+    with pytest.raises(ValueError, match="not a multiple of the 8-pixel window"):
+        dg_attention_triton(torch.randn(1, 144, 8, 12), norms, norms, tau, flux_mode="jump", **args)
+    with pytest.raises(ValueError, match="3 x a multiple of 16 channels, got 145"):
+        dg_attention_triton(torch.randn(1, 145, 8, 8), norms, norms, tau, flux_mode="jump", **args)
+    with pytest.raises(ValueError, match="needs a one-element tau"):
+        dg_attention_triton(torch.randn(1, 144, 8, 8), norms, norms, None, flux_mode="avg_jump", **args)
+
+
+def test_dg_kernels_apply_only_to_cuda_inference_outside_compile(monkeypatch):
+    """Under torch.compile Inductor's form of the eager code was faster: the kernels stay out of traces."""
+    from napari_dgno.model import dg_fused
+
+    x = torch.randn(1, 48, 8, 8)
+    assert not dg_fused.applies(x)  # CPU
+    monkeypatch.setattr(fusible, "use_triton", lambda *args: True)  # as on a GPU
+    assert dg_fused.applies(x)
+
+    @torch.compile(backend="eager", fullgraph=True)
+    def traced(t):
+        return t + (1.0 if dg_fused.applies(t) else 0.0)
+
+    assert torch.equal(traced(x), x)
+    monkeypatch.setattr(dg_fused, "ENABLED", False)
+    assert not dg_fused.applies(x)
 
 
 def test_cpu_and_gradients_take_the_eager_form():
@@ -172,6 +267,17 @@ def test_gpu_token_gather_at_dgno_sizes(dtype):
         assert torch.equal(fusible.gather_tokens(z, order), fusible.gather_tokens_reference(z, order))
 
 
+def _captured_and_replayed(fn, x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` captured in a CUDA graph (after one warm-up call) and replayed."""
+    graph = torch.cuda.CUDAGraph()
+    static = x.clone()
+    fn(static)
+    with torch.cuda.graph(graph):
+        replayed = fn(static)
+    graph.replay()
+    return replayed
+
+
 @on_gpu
 @pytest.mark.gpu
 def test_gpu_encoder_block_fused_compiled_and_graphed_matches_eager():
@@ -189,11 +295,37 @@ def test_gpu_encoder_block_fused_compiled_and_graphed_matches_eager():
         eager = block(x)
         compiled = torch.compile(block, dynamic=False, fullgraph=True)
         out = compiled(x)
-        graph = torch.cuda.CUDAGraph()
-        static = x.clone()
-        compiled(static)
-        with torch.cuda.graph(graph):
-            replayed = compiled(static)
-        graph.replay()
+        replayed = _captured_and_replayed(compiled, x)
     for result in (eager, out, replayed):
         torch.testing.assert_close(result, ref, rtol=1e-4, atol=1e-4)
+
+
+@on_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize(("dim", "size"), [(48, 512), (96, 256), (192, 128)])
+@pytest.mark.parametrize(("variant", "flux", "boundary"), [("face", "avg_jump", "dirichlet"), ("cell", "jump", "neumann")])
+def test_gpu_dg_operator_kernels_at_dgno_sizes_compiled_and_graphed(dim, size, variant, flux, boundary):
+    """The decoder's three widths at a 512 tile: the kernels eager, under bf16 autocast and replayed
+    from a CUDA graph, and the compiled operator (Inductor's form), all against the unfused eager
+    operator (TF32 off: it would dominate the error)."""
+    torch._dynamo.reset()  # one compiled variant per parameter set: stay under Dynamo's recompile limit
+    torch.manual_seed(dim)
+    op = DGWindowOperator(dim, variant, 8, flux, 0.25, True, boundary).cuda().eval()
+    x = torch.randn(2, dim, size, size, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        fusible.ENABLED = False
+        try:
+            ref = op(x)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                ref16 = op(x)
+        finally:
+            fusible.ENABLED = True
+        eager = op(x)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            fused16 = op(x)
+        out = torch.compile(op, dynamic=False, fullgraph=True)(x)
+        replayed = _captured_and_replayed(op, x)
+    for name, result in (("eager", eager), ("compiled", out), ("graph", replayed)):
+        torch.testing.assert_close(result, ref, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+    assert fused16.dtype == ref16.dtype
+    torch.testing.assert_close(fused16.float(), ref16.float(), rtol=3e-2, atol=3e-2)

@@ -65,7 +65,7 @@ ACCELERATE_TIP = (
     "How the network runs. auto: CUDA graphs on a GPU when the model allows (replays the whole forward, less "
     "launch overhead), plain PyTorch elsewhere. none: plain PyTorch. graphs: CUDA graphs (GPU only). "
     "compile / compile+graphs: torch.compile the network's blocks; the first run of each tile size and "
-    "precision compiles for about a minute (longer on a CPU), later runs are 1.9-2.3x faster on a GPU "
+    "precision compiles for about a minute (longer on a CPU), later runs are 1.6-2.0x faster on a GPU "
     "(H200, 512-pixel tiles)."
 )
 _WARN_STYLE = "color: #e8a33d;"

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import dg_fused
 from .fusible import small_matmul
 
 FLUX_MODES = ("central", "jump", "avg_jump")
@@ -162,14 +163,32 @@ class DGWindowOperator(nn.Module):
         flux = accumulate_flux(*faces, mode=self.flux_mode, boundary=self.boundary_type, tau=tau)
         return small_matmul(q, volume + flux.view_as(volume))
 
+    def _attention_triton(self, qkv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The per-window operators and fluxes in two Triton kernels (:mod:`.dg_fused`), in float32."""
+        tau = self._tau()
+        if self.flux_mode == "central":
+            tau = None
+        elif not isinstance(tau, torch.Tensor):
+            tau = torch.full((1,), tau, dtype=torch.float32, device=x.device)
+        channels_last = x.shape[1] > 1 and x.stride(1) == 1
+        return dg_fused.dg_attention_triton(
+            qkv, (self.kln.weight, self.kln.bias), (self.vln.weight, self.vln.bias), tau, heads=HEADS,
+            window=self.window, face=self.variant == "face", flux_mode=self.flux_mode,
+            dirichlet=self.boundary_type == "dirichlet", eps=self.kln.eps, out_dtype=x.dtype, channels_last=channels_last,
+        )
+
     def forward(self, x: torch.Tensor, _name: object = None) -> torch.Tensor:
         b, c, h, w = x.shape
         p, d = self.window, self.head_dim
         gh, gw = h // p, w // p
         if gh * p != h or gw * p != w:
             raise ValueError(f"DG operator input {h}x{w} is not a multiple of the {p}-pixel window")
+        qkv = self.qkv_proj(x)
+        if dg_fused.applies(x, self.qkv_proj.weight):
+            out = self._attention_triton(qkv, x)
+            return self.out_proj2(F.gelu(self.out_proj1(out + x))) + x
         # (B, 3, heads, d, Gh, p, Gw, p) -> (3, B*Gh*Gw, heads, p*p, d): Swin window order.
-        qkv = self.qkv_proj(x).view(b, 3, HEADS, d, gh, p, gw, p)
+        qkv = qkv.view(b, 3, HEADS, d, gh, p, gw, p)
         q, k, v = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, b * gh * gw, HEADS, p * p, d)
         # Under fp16/bf16 (autocast or a half model) the per-window operators are built in float32
         # with autocast off: the Galerkin LayerNorm divides by the std of 3-12 numbers, which half

@@ -1,11 +1,13 @@
 """Triton kernels of :mod:`.fusible` (imported only with Triton): depthwise 3x3 convolution fused
 with DGNO's gates, and the ASSM's token gather.
 
-Two layouts, one kernel each: NCHW (a program computes a BLOCK_H x BLOCK_W tile of one channel)
-and channels-last (BLOCK_P pixels x BLOCK_C channels, loads contiguous in channels; what a 1x1
-convolution returns for DGNO's permuted layer-norm output). The nine taps are loads shifted by one
-pixel (neighbouring programs' halos come from L1/L2), accumulated in float32, then gated and
-stored in the output's dtype:
+NCHW (a program computes a BLOCK_H x BLOCK_W tile of one channel) and two for channels-last maps
+(what a 1x1 convolution returns for DGNO's permuted layer-norm output; loads contiguous in
+channels): BLOCK_P consecutive pixels x BLOCK_C channels with the nine taps as nine shifted loads
+(neighbouring programs' halos come from L1/L2), or a strip of BLOCK_W pixels x BLOCK_C channels
+walked down ROWS rows, each input row loaded once (three shifted loads) and added into the three
+output rows it touches, so the loads per output fall from nine to three. Accumulated in float32,
+then gated and stored in the output's dtype:
 
 * ``GATE == 0`` (GDFN): ``out[c] = gelu(dw(x)[c]) * dw(x)[c + C]`` for an input of 2C channels;
 * ``GATE == 1`` (ASSM's CPE): ``out[c] = x[c] * sigmoid(dw(x)[c])``.
@@ -105,6 +107,70 @@ def dwconv3x3_gate_cl_kernel(
         out = centre * tl.sigmoid(acc)
     target = out_ptr + b.to(tl.int64) * s_ob + row * s_oh + col * s_ow + ch
     tl.store(target, out.to(out_ptr.dtype.element_ty), mask=valid)
+
+
+@triton.jit
+def dwconv3x3_gate_rows_kernel(
+    x_ptr, w_ptr, bias_ptr, out_ptr,
+    channels, height, width, tiles_w, tiles_h,
+    s_xb, s_xh, s_xw,
+    s_ob, s_oh, s_ow,
+    GATE: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr, ROWS: tl.constexpr,
+):
+    """Channels-last input: a program walks ROWS output rows of a BLOCK_W x BLOCK_C strip from the top.
+
+    Input row r (three loads, shifted by a column) is the bottom tap row of output r - 1 (finished
+    and stored now), the middle of output r and the top of output r + 1 (accumulators carried on).
+    The taps' weights are re-read from L1 inside the loop: keeping all nine (eighteen for gelu) in
+    registers across it was 10-20% slower on an H200 (bench/bench_fused.py).
+    """
+    pid = tl.program_id(0)
+    b = pid // (tiles_h * tiles_w)
+    first_row = ((pid // tiles_w) % tiles_h) * ROWS
+    cols = (pid % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[:, None]
+    ch = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
+    valid_c = ch < channels
+    valid = valid_c & (cols < width)
+    x_image = x_ptr + b.to(tl.int64) * s_xb
+    out_image = out_ptr + b.to(tl.int64) * s_ob
+    bias = tl.zeros((1, BLOCK_C), dtype=tl.float32)
+    bias2 = tl.zeros((1, BLOCK_C), dtype=tl.float32)
+    if HAS_BIAS:
+        bias += tl.load(bias_ptr + ch, mask=valid_c, other=0.0).to(tl.float32)
+        if GATE == 0:
+            bias2 += tl.load(bias_ptr + ch + channels, mask=valid_c, other=0.0).to(tl.float32)
+    zero = tl.zeros((BLOCK_W, BLOCK_C), dtype=tl.float32)
+    done, mid, done2, mid2, centre_above = zero, zero, zero, zero, zero
+    for k in range(ROWS + 2):
+        r = first_row + k - 1  # the input row read now; output row r - 1 is finished after it
+        top, top2, centre = zero, zero, zero
+        in_rows = (r >= 0) & (r < height)
+        for j in tl.static_range(3):
+            q = cols + (j - 1)
+            m = valid_c & in_rows & (q >= 0) & (q < width)
+            at = x_image + r * s_xh + q * s_xw + ch
+            v = tl.load(at, mask=m, other=0.0).to(tl.float32)
+            done += v * tl.load(w_ptr + ch * 9 + (6 + j), mask=valid_c, other=0.0).to(tl.float32)
+            mid += v * tl.load(w_ptr + ch * 9 + (3 + j), mask=valid_c, other=0.0).to(tl.float32)
+            top += v * tl.load(w_ptr + ch * 9 + j, mask=valid_c, other=0.0).to(tl.float32)
+            if j == 1:
+                centre = v
+            if GATE == 0:
+                w2 = w_ptr + (ch + channels) * 9
+                v2 = tl.load(at + channels, mask=m, other=0.0).to(tl.float32)
+                done2 += v2 * tl.load(w2 + (6 + j), mask=valid_c, other=0.0).to(tl.float32)
+                mid2 += v2 * tl.load(w2 + (3 + j), mask=valid_c, other=0.0).to(tl.float32)
+                top2 += v2 * tl.load(w2 + j, mask=valid_c, other=0.0).to(tl.float32)
+        acc = done + bias
+        if GATE == 0:
+            other = done2 + bias2
+            out = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476)) * other
+        else:
+            out = centre_above * tl.sigmoid(acc)
+        row = r - 1
+        keep = valid & (k >= 2) & (row < height)
+        tl.store(out_image + row * s_oh + cols * s_ow + ch, out.to(out_ptr.dtype.element_ty), mask=keep)
+        done, mid, done2, mid2, centre_above = mid, top, mid2, top2, centre
 
 
 @triton.jit

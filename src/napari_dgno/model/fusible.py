@@ -6,6 +6,8 @@ What a profile of the network showed (bench/profile_e2e.py, docs/benchmarks.md),
   254-channel map is the largest tensor at level 1) and the ASSM's ``z * sigmoid(CPE(z))``. cuDNN
   runs NHWC -> conv -> NCHW transposes around them and the gate is one more pass.
   :func:`depthwise_gate`: one Triton kernel (:mod:`.dwgate_triton_kernels`), one read, one write.
+  :func:`gated_feedforward` also pads the GDFN's hidden width (127 per half at level 1) with zero
+  channels to a multiple of 32, so every channels-last row starts on a 16-byte boundary.
 * The ASSM's sort of tokens by prompt, a gather along the pixels of a channels-last map: PyTorch's
   gather, and Inductor's (which also inlines the gate before it, re-reading neighbours at random
   positions), read it column by column. :func:`gather_tokens` reads whole token rows.
@@ -38,9 +40,20 @@ ENV_VAR = "NAPARI_DGNO_FUSED"
 #: Use the fused forms where they apply. Read at call (and trace) time.
 ENABLED = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
 GATES = ("gelu", "sigmoid")
-#: Channels-last kernel tile per gate: (elements, at most this many channels wide). From
+#: Channels-last kernel per gate: ``tiles`` (pixels x channels, nine shifted loads) or ``rows``
+#: (a strip walked down the rows, three loads per output). Chosen with ``bench/bench_fused.py`` on
+#: an H200: rows for the GDFN (0.75 vs 0.85 ms bf16 at 256 x 512 x 512 x 4), tiles for the CPE
+#: (0.27 vs 0.32 ms bf16 at 96 channels).
+CL_KERNEL = {"gelu": "rows", "sigmoid": "tiles"}
+#: ``tiles`` kernel tile per gate: (elements, at most this many channels wide). From
 #: ``bench/bench_fused.py`` on an H200: the gelu gate keeps two accumulators and spills at 2048.
 CL_TILES = {"gelu": (1024, 64), "sigmoid": (2048, 32)}
+#: ``rows`` kernel strip per gate: (pixels wide, at most this many channels, rows per program, warps).
+ROW_TILES = {"gelu": (32, 32, 32, 4), "sigmoid": (16, 32, 32, 2)}
+#: The GDFN's hidden width is padded with zero channels up to a multiple of this for the fused
+#: kernel (127 -> 128, 255 -> 256, 510 -> 512, 1021 -> 1024): rows of whole 16-byte vectors for the
+#: depthwise kernel and the 1x1 convolutions, exactly the same result (a zero channel stays zero).
+HIDDEN_ALIGN = 32
 #: Token-gather tile: tokens x channels.
 GATHER_BLOCK_L = 64
 GATHER_BLOCK_D = 64
@@ -103,6 +116,18 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     weight = weight.reshape(c_in, 9).contiguous()
     bias_arg = bias.contiguous() if bias is not None else weight
     flags = {"GATE": GATES.index(gate), "HAS_BIAS": bias is not None, "num_warps": 4}
+    if _channels_last(x) and CL_KERNEL[gate] == "rows":
+        block_w, widest, rows, warps = ROW_TILES[gate]
+        block_w = min(block_w, _next_pow2(w))
+        block_c = min(widest, _next_pow2(channels))
+        tiles_w, tiles_h = _cdiv(w, block_w), _cdiv(h, rows)
+        grid = (b * tiles_h * tiles_w, _cdiv(channels, block_c))
+        _kernels().dwconv3x3_gate_rows_kernel[grid](
+            x, weight, bias_arg, out, channels, h, w, tiles_w, tiles_h, x.stride(0), x.stride(2), x.stride(3),
+            out.stride(0), out.stride(2), out.stride(3), BLOCK_W=block_w, BLOCK_C=block_c, ROWS=rows,
+            **{**flags, "num_warps": warps},
+        )
+        return out
     if _channels_last(x):
         tile, widest = CL_TILES[gate]
         block_c = min(widest, _next_pow2(channels))
@@ -141,8 +166,8 @@ def _triton_ready() -> bool:
     return triton_available()
 
 
-def _use_triton(x: torch.Tensor, *params: torch.Tensor) -> bool:
-    """CUDA inference with Triton present and the forms enabled."""
+def use_triton(x: torch.Tensor, *params: torch.Tensor) -> bool:
+    """CUDA inference with Triton present and the forms enabled (the rule of every fused form)."""
     return (
         ENABLED
         and x.is_cuda
@@ -157,9 +182,41 @@ def depthwise_gate(x: torch.Tensor, conv: nn.Conv2d, gate: str) -> torch.Tensor:
 
     One fused Triton kernel for CUDA inference, the eager form everywhere else.
     """
-    if not _use_triton(x, conv.weight):
+    if not use_triton(x, conv.weight):
         return depthwise_gate_reference(x, conv, gate)
     return depthwise_gate_op(x, conv.weight, conv.bias, gate)
+
+
+def _pad_halves(t: torch.Tensor, hidden: int, padded: int) -> torch.Tensor:
+    """(2 * hidden, ...) -> (2 * padded, ...): zeros appended to each half along the first axis."""
+    zeros = t.new_zeros((padded - hidden, *t.shape[1:]))
+    first, second = t.split(hidden)
+    return torch.cat([first, zeros, second, zeros])
+
+
+def aligned_hidden(hidden: int) -> int:
+    """The GDFN hidden width the fused path computes with (see :data:`HIDDEN_ALIGN`)."""
+    return _cdiv(hidden, HIDDEN_ALIGN) * HIDDEN_ALIGN
+
+
+def gated_feedforward(x: torch.Tensor, project_in: nn.Conv2d, dwconv: nn.Conv2d, project_out: nn.Conv2d) -> torch.Tensor:
+    """Restormer's GDFN, ``project_out(gelu(dw(project_in(x))[:h]) * dw(project_in(x))[h:])``.
+
+    On the fused path the hidden width h is padded to :func:`aligned_hidden` with zero weights, built
+    from the live parameters on every call (a few kilobytes; in-place weight updates are seen), so
+    every row the kernels read starts on a 16-byte boundary. Elsewhere: the eager form.
+    """
+    if not use_triton(x, project_in.weight):
+        return project_out(depthwise_gate_reference(project_in(x), dwconv, "gelu"))
+    hidden = project_out.weight.shape[1]
+    padded = aligned_hidden(hidden)
+    if padded == hidden:
+        return project_out(depthwise_gate_op(project_in(x), dwconv.weight, dwconv.bias, "gelu"))
+    pad_bias = (lambda t: None if t is None else _pad_halves(t, hidden, padded))
+    expanded = F.conv2d(x, _pad_halves(project_in.weight, hidden, padded), pad_bias(project_in.bias))
+    gated = depthwise_gate_op(expanded, _pad_halves(dwconv.weight, hidden, padded), pad_bias(dwconv.bias), "gelu")
+    weight_out = F.pad(project_out.weight, (0, 0, 0, 0, 0, padded - hidden))
+    return F.conv2d(gated, weight_out, project_out.bias)
 
 
 def gather_tokens_reference(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -208,6 +265,6 @@ def _gather_tokens_fake(z, order):
 
 def gather_tokens(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """The ASSM's sort of tokens by prompt: one Triton kernel for channels-last CUDA maps at inference."""
-    if not (_use_triton(z) and _tokens_in_rows(z) and order.dtype == torch.int64):
+    if not (use_triton(z) and _tokens_in_rows(z) and order.dtype == torch.int64):
         return gather_tokens_reference(z, order)
     return gather_tokens_op(z, order)

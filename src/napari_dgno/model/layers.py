@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fusible import depthwise_gate
+from .fusible import gated_feedforward
 
 
 class _BiasFreeNorm(nn.Module):
@@ -56,7 +56,7 @@ class GatedDconvFeedForward(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project_out(depthwise_gate(self.project_in(x), self.dwconv, "gelu"))
+        return gated_feedforward(x, self.project_in, self.dwconv, self.project_out)
 
 
 class OverlapPatchEmbed(nn.Module):

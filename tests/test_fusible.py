@@ -203,6 +203,35 @@ def test_dg_kernels_apply_only_to_cuda_inference_outside_compile(monkeypatch):
     assert not dg_fused.applies(x)
 
 
+def test_images_beyond_the_32_bit_index_range_take_the_eager_form(monkeypatch):
+    """The kernels index within an image in 32 bits; bigger images (a single 4096 x 4096 tile's GDFN
+    map) must get the exact eager result, not overflowed addresses. The limit is lowered to 100
+    elements here so that small maps cross it; no kernel runs (no Triton needed)."""
+    monkeypatch.setattr(fusible, "use_triton", lambda *args: True)  # as on a GPU
+    monkeypatch.setattr(fusible, "MAX_IMAGE_ELEMENTS", 100)
+    torch.manual_seed(5)
+    x = torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last)
+    ffn = GatedDconvFeedForward(8, 2.66, False).eval()
+    op = DGWindowOperator(32, "face", 8, "avg_jump", 0.25, True, "dirichlet").eval()
+    x_dg = torch.randn(1, 32, 8, 16)
+    order = torch.stack([torch.randperm(30) for _ in range(2)])
+    with torch.no_grad():
+        a, b = ffn.dwconv(ffn.project_in(x)).chunk(2, dim=1)
+        assert torch.equal(ffn(x), ffn.project_out(torch.nn.functional.gelu(a) * b))
+        conv = _conv(8, True)
+        assert torch.equal(fusible.depthwise_gate(x, conv, "sigmoid"), fusible.depthwise_gate_reference(x, conv, "sigmoid"))
+        assert torch.equal(fusible.gather_tokens(x, order), fusible.gather_tokens_reference(x, order))
+        dg_out = op(x_dg)
+        monkeypatch.setattr(fusible, "use_triton", lambda *args: False)
+        assert torch.equal(dg_out, op(x_dg))
+    with pytest.raises(ValueError, match="beyond the fused kernels' 32-bit index range"):
+        fusible.depthwise_gate_triton(x, conv.weight, None, "gelu")
+    with pytest.raises(ValueError, match="beyond the fused kernels' 32-bit index range"):
+        fusible.gather_tokens_triton(x, order)
+    # channels-last (2, 8, 5, 6): strides (240, 1, 48, 8); every other row: 3 rows 96 elements apart
+    assert fusible.image_span(x) == 240 and fusible.image_span(x[:, :, ::2]) == 1 + 7 * 1 + 2 * 96 + 5 * 8
+
+
 def test_cpu_and_gradients_take_the_eager_form():
     """On CPU the result is bit-identical to the module code it replaced, and training gets gradients."""
     ffn = GatedDconvFeedForward(8, 2.66, False)

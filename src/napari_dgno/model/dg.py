@@ -184,7 +184,7 @@ class DGWindowOperator(nn.Module):
         if gh * p != h or gw * p != w:
             raise ValueError(f"DG operator input {h}x{w} is not a multiple of the {p}-pixel window")
         qkv = self.qkv_proj(x)
-        if dg_fused.applies(x, self.qkv_proj.weight):
+        if dg_fused.applies(qkv, self.qkv_proj.weight):
             out = self._attention_triton(qkv, x)
             return self.out_proj2(F.gelu(self.out_proj1(out + x))) + x
         # (B, 3, heads, d, Gh, p, Gw, p) -> (3, B*Gh*Gw, heads, p*p, d): Swin window order.

@@ -32,13 +32,14 @@ OUTER_ELEMENTS = 8192
 
 
 def applies(x: torch.Tensor, *params: torch.Tensor) -> bool:
-    """CUDA inference outside ``torch.compile`` (see :func:`napari_dgno.model.fusible.use_triton`).
+    """CUDA inference outside ``torch.compile`` on the q/k/v map ``x`` (see
+    :func:`napari_dgno.model.fusible.use_triton` and :func:`napari_dgno.model.fusible.indexable`).
 
     Under compile, Inductor's fusion of the eager form was faster on an H200 (whole network, 4 x
     512 x 512: 41.7 vs 44.2 ms bf16, 55.5 vs 56.9 ms fp32); without it these kernels are 2-5x
     faster than the eager form at the two finer levels (bench/bench_fused.py --dg).
     """
-    return ENABLED and not torch.compiler.is_compiling() and fusible.use_triton(x, *params)
+    return ENABLED and not torch.compiler.is_compiling() and fusible.use_triton(x, *params) and fusible.indexable(x)
 
 
 @functools.cache
@@ -85,6 +86,7 @@ def dg_attention_triton(
         raise ValueError(f"DG operator input {h}x{w} is not a multiple of the {window}-pixel window")
     if flux_mode != "central" and (tau is None or tau.numel() != 1):
         raise ValueError(f"flux_mode {flux_mode!r} needs a one-element tau tensor")
+    fusible.check_indexable(qkv)
     head_dim = channels // heads
     dp = max(2, _next_pow2(head_dim))
     grid_h, grid_w = h // window, w // window

@@ -59,6 +59,34 @@ GATHER_BLOCK_L = 64
 GATHER_BLOCK_D = 64
 
 
+#: The kernels index within one image in 32 bits (the image's own offset is 64-bit): an image whose
+#: elements span more than this (e.g. the GDFN's 256-channel map of a single 4096 x 4096 tile) takes
+#: the eager form instead.
+MAX_IMAGE_ELEMENTS = 2**31 - 1
+
+
+def image_span(t: torch.Tensor) -> int:
+    """Elements from the first to the last of one image of ``t`` (any strides), batch index fixed."""
+    if t.numel() == 0:
+        return 0
+    return 1 + sum((n - 1) * abs(s) for n, s in zip(t.shape[1:], t.stride()[1:]))
+
+
+def indexable(*tensors: torch.Tensor) -> bool:
+    """Every image of every tensor within the kernels' 32-bit index range (:data:`MAX_IMAGE_ELEMENTS`)."""
+    return all(image_span(t) <= MAX_IMAGE_ELEMENTS for t in tensors)
+
+
+def check_indexable(*tensors: torch.Tensor) -> None:
+    """Raise a ValueError naming the sizes when :func:`indexable` is false (the launchers call it)."""
+    if not indexable(*tensors):
+        spans = ", ".join(f"{image_span(t):,}" for t in tensors)
+        raise ValueError(
+            f"an image spans {spans} elements, beyond the fused kernels' 32-bit index range "
+            f"({MAX_IMAGE_ELEMENTS:,}); use smaller tiles or the eager form"
+        )
+
+
 def small_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` for batches of small matrices (inner and outer sizes of a few to a few dozen)."""
     if not (ENABLED and torch.compiler.is_compiling()):
@@ -112,6 +140,7 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     out = _empty_output(x, gate)
     if out.numel() == 0:
         return out
+    check_indexable(x, out)
     channels = out.shape[1]
     weight = weight.reshape(c_in, 9).contiguous()
     bias_arg = bias.contiguous() if bias is not None else weight
@@ -182,7 +211,7 @@ def depthwise_gate(x: torch.Tensor, conv: nn.Conv2d, gate: str) -> torch.Tensor:
 
     One fused Triton kernel for CUDA inference, the eager form everywhere else.
     """
-    if not use_triton(x, conv.weight):
+    if not (use_triton(x, conv.weight) and indexable(x)):
         return depthwise_gate_reference(x, conv, gate)
     return depthwise_gate_op(x, conv.weight, conv.bias, gate)
 
@@ -206,10 +235,10 @@ def gated_feedforward(x: torch.Tensor, project_in: nn.Conv2d, dwconv: nn.Conv2d,
     from the live parameters on every call (a few kilobytes; in-place weight updates are seen), so
     every row the kernels read starts on a 16-byte boundary. Elsewhere: the eager form.
     """
-    if not use_triton(x, project_in.weight):
-        return project_out(depthwise_gate_reference(project_in(x), dwconv, "gelu"))
     hidden = project_out.weight.shape[1]
     padded = aligned_hidden(hidden)
+    if not (use_triton(x, project_in.weight) and 2 * padded * x.shape[2] * x.shape[3] <= MAX_IMAGE_ELEMENTS):
+        return project_out(depthwise_gate_reference(project_in(x), dwconv, "gelu"))
     if padded == hidden:
         return project_out(depthwise_gate_op(project_in(x), dwconv.weight, dwconv.bias, "gelu"))
     pad_bias = (lambda t: None if t is None else _pad_halves(t, hidden, padded))
@@ -242,6 +271,7 @@ def gather_tokens_triton(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     out = torch.empty((b, d, tokens), dtype=z.dtype, device=z.device)
     if out.numel() == 0:
         return out
+    check_indexable(z, out)
     order = order.contiguous()
     block_d = min(GATHER_BLOCK_D, _next_pow2(d))
     tiles_l = _cdiv(tokens, GATHER_BLOCK_L)
@@ -265,6 +295,6 @@ def _gather_tokens_fake(z, order):
 
 def gather_tokens(z: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """The ASSM's sort of tokens by prompt: one Triton kernel for channels-last CUDA maps at inference."""
-    if not (use_triton(z) and _tokens_in_rows(z) and order.dtype == torch.int64):
+    if not (use_triton(z) and _tokens_in_rows(z) and order.dtype == torch.int64 and indexable(z)):
         return gather_tokens_reference(z, order)
     return gather_tokens_op(z, order)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import dg_fused
+from . import dg_fused, fusible
 from .fusible import small_matmul
 
 FLUX_MODES = ("central", "jump", "avg_jump")
@@ -170,23 +170,18 @@ class DGWindowOperator(nn.Module):
             tau = None
         elif not isinstance(tau, torch.Tensor):
             tau = torch.full((1,), tau, dtype=torch.float32, device=x.device)
-        channels_last = x.shape[1] > 1 and x.stride(1) == 1
         return dg_fused.dg_attention_triton(
             qkv, (self.kln.weight, self.kln.bias), (self.vln.weight, self.vln.bias), tau, heads=HEADS,
             window=self.window, face=self.variant == "face", flux_mode=self.flux_mode,
-            dirichlet=self.boundary_type == "dirichlet", eps=self.kln.eps, out_dtype=x.dtype, channels_last=channels_last,
+            dirichlet=self.boundary_type == "dirichlet", eps=self.kln.eps, out_dtype=x.dtype,
+            channels_last=fusible.is_channels_last(x),
         )
 
-    def forward(self, x: torch.Tensor, _name: object = None) -> torch.Tensor:
+    def _attention_eager(self, qkv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The same in PyTorch: Swin window order, :meth:`_apply_operators`, back to (B, C, H, W)."""
         b, c, h, w = x.shape
         p, d = self.window, self.head_dim
         gh, gw = h // p, w // p
-        if gh * p != h or gw * p != w:
-            raise ValueError(f"DG operator input {h}x{w} is not a multiple of the {p}-pixel window")
-        qkv = self.qkv_proj(x)
-        if dg_fused.applies(qkv, self.qkv_proj.weight):
-            out = self._attention_triton(qkv, x)
-            return self.out_proj2(F.gelu(self.out_proj1(out + x))) + x
         # (B, 3, heads, d, Gh, p, Gw, p) -> (3, B*Gh*Gw, heads, p*p, d): Swin window order.
         qkv = qkv.view(b, 3, HEADS, d, gh, p, gw, p)
         q, k, v = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, b * gh * gw, HEADS, p * p, d)
@@ -196,5 +191,16 @@ class DGWindowOperator(nn.Module):
         half = x.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(x.device.type)
         with torch.autocast(x.device.type, enabled=False) if half else contextlib.nullcontext():
             out = self._apply_operators(q, k, v, b, gh, gw, torch.float32 if half else x.dtype)
-        out = out.to(x.dtype).view(b, gh, gw, HEADS, p, p, d).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, h, w)
+        return out.to(x.dtype).view(b, gh, gw, HEADS, p, p, d).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, h, w)
+
+    def forward(self, x: torch.Tensor, _name: object = None) -> torch.Tensor:
+        h, w = x.shape[2:]
+        p = self.window
+        if h % p or w % p:
+            raise ValueError(f"DG operator input {h}x{w} is not a multiple of the {p}-pixel window")
+        qkv = self.qkv_proj(x)
+        if dg_fused.applies(qkv, self.qkv_proj.weight):
+            out = self._attention_triton(qkv, x)
+        else:
+            out = self._attention_eager(qkv, x)
         return self.out_proj2(F.gelu(self.out_proj1(out + x))) + x

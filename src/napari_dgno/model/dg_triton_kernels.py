@@ -63,6 +63,12 @@ def _slot_offsets(b, gi, gj, hh, heads, grid_h, grid_w, slot, SLOTS: tl.constexp
 
 
 @triton.jit
+def _head_block_mask(hh, heads, DP: tl.constexpr):
+    """(HB, DP, DP) mask of the program's operator tiles: heads past the last one are off."""
+    return (hh.reshape(hh.shape[1], 1, 1) < heads) & (tl.arange(0, DP)[None, :, None] >= 0)
+
+
+@triton.jit
 def dg_operators_kernel(
     qkv_ptr, kw_ptr, kb_ptr, vw_ptr, vb_ptr, ops_ptr,
     channels, heads, grid_h, grid_w, eps,
@@ -83,7 +89,7 @@ def dg_operators_kernel(
                        tl.load(vb_ptr + channel, mask=params, other=0.0), valid, D, eps)
     outer = k[:, :, :, None] * v[:, :, None, :]  # (P*P, HB, DP, DP)
     SLOTS: tl.constexpr = 5 if FACE else 1
-    keep = (hh.reshape(hh.shape[1], 1, 1) < heads) & (tl.arange(0, DP)[None, :, None] >= 0)
+    keep = _head_block_mask(hh, heads, DP)
     out = ops_ptr + _slot_offsets(b, gi, gj, hh, heads, grid_h, grid_w, 0, SLOTS, DP)
     tl.store(out, tl.sum(outer, axis=0) / (P * P), mask=keep)
     if FACE:  # left, right, top, bottom: the P tokens of window column 0, column P-1, row 0, row P-1
@@ -130,7 +136,7 @@ def dg_apply_kernel(
     tau = 0.0
     if MODE != CENTRAL:
         tau = tl.load(tau_ptr).to(tl.float32)
-    keep = (hh.reshape(hh.shape[1], 1, 1) < heads) & (tl.arange(0, DP)[None, :, None] >= 0)
+    keep = _head_block_mask(hh, heads, DP)
     has_e, has_w, has_s, has_n = gj < grid_w - 1, gj > 0, gi < grid_h - 1, gi > 0
     volume = _operator(ops_ptr, b, gi, gj, hh, heads, grid_h, grid_w, 0, keep, SLOTS, DP)
     own_w = _operator(ops_ptr, b, gi, gj, hh, heads, grid_h, grid_w, WEST, keep, SLOTS, DP)

@@ -112,7 +112,7 @@ def _kernels() -> ModuleType:
     return dwgate_triton_kernels
 
 
-def _channels_last(x: torch.Tensor) -> bool:
+def is_channels_last(x: torch.Tensor) -> bool:
     """Channels stored innermost (channel stride 1): the kernel then tiles pixels x channels."""
     return x.shape[1] > 1 and x.stride(1) == 1
 
@@ -120,7 +120,7 @@ def _channels_last(x: torch.Tensor) -> bool:
 def _empty_output(x: torch.Tensor, gate: str) -> torch.Tensor:
     """Contiguous in the input's layout (NCHW, or channels-last for a channels-last input)."""
     b, c_in, h, w = x.shape
-    layout = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    layout = torch.channels_last if is_channels_last(x) else torch.contiguous_format
     shape = (b, c_in // 2 if gate == "gelu" else c_in, h, w)
     return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=layout)
 
@@ -145,7 +145,7 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     weight = weight.reshape(c_in, 9).contiguous()
     bias_arg = bias.contiguous() if bias is not None else weight
     flags = {"GATE": GATES.index(gate), "HAS_BIAS": bias is not None, "num_warps": 4}
-    if _channels_last(x) and CL_KERNEL[gate] == "rows":
+    if is_channels_last(x) and CL_KERNEL[gate] == "rows":
         block_w, widest, rows, warps = ROW_TILES[gate]
         block_w = min(block_w, _next_pow2(w))
         block_c = min(widest, _next_pow2(channels))
@@ -157,7 +157,7 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
             **{**flags, "num_warps": warps},
         )
         return out
-    if _channels_last(x):
+    if is_channels_last(x):
         tile, widest = CL_TILES[gate]
         block_c = min(widest, _next_pow2(channels))
         block_p = tile // block_c

@@ -11,11 +11,16 @@ time) and the ratios triton / mamba.
     python bench/bench_scan.py [--out results.md] [--backends torch triton mamba] [--quick]
     python bench/bench_scan.py --check      # accuracy checks of the triton backend (about 30 s)
     python bench/bench_scan.py --sweep      # chunked vs single-launch configs per shape (~1-2 min)
+    python bench/bench_scan.py --layouts    # chunked tilings on channel- and token-major inputs (~3 min)
 
 ``--sweep`` times the forward (eager with ``do_bench``, and replayed from a CUDA graph) of several
 chunked and single-launch configs and mamba-ssm at DGNO's shapes (batch 1 and 4), checks each result
 against float64 (rel L2 < 1e-5), and prints a markdown table, the best config per shape and the
 single-launch length threshold the timings suggest (``SINGLE_*`` constants in scan_triton.py).
+``--layouts`` times tilings of the chunked forward on the network's channel-major float32 inputs and
+on token-major bf16 ones (u and delta stored (b, l, d), B a slice of the projection's output: what
+a network that kept its tokens channels-last would pass), against today's default config, at
+DGNO's four levels of a 512 tile and level 1 of 256 and 1024 tiles.
 ``--out PATH`` also writes the table (markdown for .md, CSV for .csv, both for any other name).
 ``--dry-run`` (with ``TRITON_INTERPRET=1``, no GPU) runs the same code on the CPU at tiny sizes, to
 test this script itself.
@@ -442,6 +447,80 @@ def sweep_summary(rows: list[dict]) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------------------ token-major sweep
+
+# (d, l, label) of the network's four levels at 512 tiles, level 1 at 256 and 1024.
+NETWORK_SHAPES = [(96 * 2**k, (512 >> k) ** 2, f"512 L{k + 1}") for k in range(4)]
+NETWORK_SHAPES += [(96, 256**2, "256 L1"), (96, 1024**2, "1024 L1")]
+# (channels per program, warps, chunk factor vs the rule, width, stages)
+LAYOUT_TILINGS = [(32, 1, 1, 4, 1), (32, 1, 1, 4, 2), (32, 1, 1, 4, 3), (32, 1, 0.5, 4, 3), (32, 1, 2, 4, 3),
+                  (32, 1, 1, 1, 2), (32, 1, 1, 2, 2), (64, 2, 1, 4, 2)]
+
+
+def token_major_inputs(b: int, d: int, length: int, dtype: torch.dtype, seed: int = 0) -> list:
+    """make_inputs' values laid out as a token-major network would pass them: u and delta stored
+    (b, l, d) in ``dtype``, B a slice of one (b, l, r + 2n) projection output, C (float32) token-major."""
+    u, delta, A, B, C, D, bias = make_inputs(b, d, length, seed=seed)
+    rank = math.ceil(d / 16)
+    xdbl = torch.zeros(b, length, rank + 2 * N_STATE, device=DEVICE, dtype=dtype)
+    xdbl[:, :, rank:rank + N_STATE] = B[:, 0].transpose(1, 2).to(dtype)
+    Bs = xdbl[:, :, rank:rank + N_STATE].transpose(1, 2).unsqueeze(1)
+    Cs = C[:, 0].transpose(1, 2).contiguous().transpose(1, 2).unsqueeze(1)
+
+    def tm(t):
+        return t.to(dtype).transpose(1, 2).contiguous().transpose(1, 2)
+    return [tm(u), tm(delta), A, Bs, Cs, D, bias]
+
+
+def run_layout_sweep() -> list[dict]:
+    """Tilings of the chunked forward on the network's channel-major float32 inputs and on token-major
+    bf16 ones, vs today's default config on the former."""
+    from napari_dgno.model.scan_triton import ScanConfig, chunked_config, default_config, selective_scan_triton
+
+    sms = 132 if DRY_RUN else torch.cuda.get_device_properties(0).multi_processor_count
+    shapes = NETWORK_SHAPES if not DRY_RUN else [(d // 96 + 1, max(7, length // 8192) + 2, lab)
+                                                  for d, length, lab in NETWORK_SHAPES[:2]]
+    rows = []
+    for d, length, label in shapes:
+        for b in (4, 1) if label == "512 L1" else (4,):
+            base_args = make_inputs(b, d, length, seed=length + b)
+            default = default_config(b, d, length, sms)
+            rule = chunked_config(b, d, length, sms)
+            best_line = []
+            for layout, args in (("fp32 channel-major", base_args),
+                                 ("bf16 token-major", token_major_inputs(b, d, length, torch.bfloat16, length + b))):
+                ref = torch.cat([reference([t.float() for t in args], slice(i, i + 1)) for i in range(b)])
+                cands = [("default " + describe(default), default)] if layout.startswith("fp32") else []
+                for bd, warps, factor, width, stages in LAYOUT_TILINGS:
+                    chunk = max(width, int(min(4096, max(16, rule.chunk * factor))))
+                    cfg = ScanConfig(block_d=bd, chunk=chunk, num_warps=warps, width=width, stages=stages)
+                    cands.append((f"chunked bd={bd} c={chunk} w={width} s={stages}", cfg))
+                for name, cfg in cands:
+                    fn = _forward_fn(selective_scan_triton, args, cfg)
+                    err = rel_err(fn(), ref)
+                    rows.append({"shape": label, "b": b, "inputs": layout, "config": name,
+                                 "graph_ms": graph_ms(fn, rep=10), "rel_err": err})
+                mine = [r for r in rows if (r["shape"], r["b"], r["inputs"]) == (label, b, layout)]
+                best = min(mine, key=lambda r: r["graph_ms"] if r["graph_ms"] == r["graph_ms"] else math.inf)
+                best_line.append(f"{layout}: {best['config']} {best['graph_ms']:.3f}")
+                del args, ref
+            base = next(r for r in rows if (r["shape"], r["b"]) == (label, b) and r["config"].startswith("default"))
+            print(f"{label:8s} b={b} default {base['graph_ms']:.3f} ms | best " + " | ".join(best_line), flush=True)
+            for r in rows:
+                if (r["shape"], r["b"]) == (label, b):
+                    r["vs_default"] = r["graph_ms"] / base["graph_ms"]  # NaN without CUDA timings
+            del base_args
+            if not DRY_RUN:
+                torch.cuda.empty_cache()
+    print()
+    print("| shape | b | inputs | config | graph ms | vs default | rel err |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['shape']} | {r['b']} | {r['inputs']} | {r['config']} | {r['graph_ms']:.3f} | "
+              f"{r['vs_default']:.2f} | {r['rel_err']:.1e} |")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", nargs="+", default=["torch", "triton", "mamba"])
@@ -449,6 +528,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions; skip torch on the largest inputs")
     parser.add_argument("--check", action="store_true", help="run the accuracy checks of the triton backend")
     parser.add_argument("--sweep", action="store_true", help="time several triton tile configurations")
+    parser.add_argument("--layouts", action="store_true", help="chunked tilings on channel- and token-major inputs")
     parser.add_argument("--out", type=Path, help="also write the results to this file (.md, .csv, or both)")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU (needs TRITON_INTERPRET=1)")
     opts = parser.parse_args()
@@ -465,6 +545,10 @@ def main() -> int:
         ok = run_checks()
         print(f"checks took {time.perf_counter() - t0:.0f} s")
         return 0 if ok else 1
+    if opts.layouts:
+        run_layout_sweep()
+        print(f"took {time.perf_counter() - t0:.0f} s")
+        return 0
     rows = run_sweep() if opts.sweep else run_benchmark(opts.backends, opts.batches, opts.quick)
     print(f"took {time.perf_counter() - t0:.0f} s")
     if opts.out:

@@ -9,6 +9,10 @@
 #   bash bench/run_gpu_fast.sh F   # rows kernel + aligned GDFN: GPU tests of the fused forms, kernels, knob sets, profile
 #   bash bench/run_gpu_fast.sh G   # DG operator kernels: GPU tests, DG table, knob sets with and without them
 #   bash bench/run_gpu_fast.sh H   # final: GPU tests of the fused forms, end-to-end at 4 x 512 with the official baseline
+#   bash bench/run_gpu_fast.sh J   # fifth pass: GPU tests of the fused forms and fast paths, knob sets (SETS), end-to-end at 256
+#   bash bench/run_gpu_fast.sh K   # fifth pass: end-to-end at 512 and 256 with the official baseline (one process per size)
+#   bash bench/run_gpu_fast.sh L   # fifth pass: end-to-end at 1024 with the official baseline
+#   bash bench/run_gpu_fast.sh I   # chunked scan tilings on channel- and token-major inputs vs the default
 # The patched mamba-ssm sdist (sm_90 only) comes from .devtmp/mamba; a warm machine keeps its build.
 set -uo pipefail
 STAGE=${1:?stage A or B}
@@ -120,6 +124,37 @@ if [ "$STAGE" = H ]; then  # final: GPU tests of the fused forms, end-to-end at 
   stamp "end-to-end at 4 x 512"
   timeout 280 python3 bench/bench_e2e.py --sizes 512 --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1
   grep -A12 "^| variant" "$LOG/e2e.log" | tail -9; grep -E "compile|failed" "$LOG/e2e.log" | head
+fi
+if [ "$STAGE" = I ]; then  # chunked scan tilings on both layouts (bench_scan.py --layouts)
+  stamp "chunked scan tilings on both layouts"
+  timeout ${SWEEP_TIMEOUT:-400} python3 bench/bench_scan.py --layouts > "$LOG/scan_tm.log" 2>&1
+  grep -E "best|took" "$LOG/scan_tm.log"
+fi
+e2e_size() {  # one size per process, so that a timeout loses only that size
+  stamp "end-to-end at $1"
+  timeout "$2" python3 bench/bench_e2e.py --sizes "$1" --json "$LOG/e2e_$1.json" > "$LOG/e2e_$1.log" 2>&1
+  echo "rc=$?" >> "$LOG/e2e_$1.log"; grep -A12 "^| variant" "$LOG/e2e_$1.log" | grep -E "^\|" ; grep -E "failed|rc=" "$LOG/e2e_$1.log"
+}
+if [ "$STAGE" = J ]; then
+  stamp "mamba-ssm build in the background; GPU tests"
+  build_mamba & BUILD=$!
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py tests/test_fast_paths.py \
+      > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3
+  stamp "knob sets"
+  timeout ${SETS_TIMEOUT:-200} python3 bench/profile_e2e.py --sets ${SETS:-bf16 bf16-c} > "$LOG/knobs.log" 2>&1
+  grep -A8 "^| knob" "$LOG/knobs.log"
+  stamp "wait for mamba"; wait $BUILD; tail -1 "$LOG/mamba_build.log"
+  e2e_size 256 170
+fi
+if [ "$STAGE" = K ]; then
+  build_mamba; tail -1 "$LOG/mamba_build.log"
+  e2e_size 512 200
+  e2e_size 256 170
+fi
+if [ "$STAGE" = L ]; then
+  build_mamba; tail -1 "$LOG/mamba_build.log"
+  e2e_size 1024 300
 fi
 stamp "done"
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

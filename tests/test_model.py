@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from napari_dgno.model import DGNO
+from napari_dgno.model.assm import SelectiveScan
 from napari_dgno.model.configs import tiny_network_g
 from napari_dgno.model.dgno import reflect_pad
+from napari_dgno.model.scan import selective_scan
 
 from model_utils import randomized
 
@@ -109,6 +111,27 @@ def test_float64_and_float32_agree():
         y64 = net.double()(x.double())[2]
     assert y64.dtype == torch.float64
     assert float((y32.double() - y64).norm() / y64.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_scan_module_on_half_tokens_computes_in_float32(half):
+    # Under autocast the ASSM's tokens are bf16/fp16, but the scan never runs in half: the result
+    # must be the float32 scan of the same (exactly converted) values, returned in float32.
+    torch.manual_seed(0)
+    module = SelectiveScan(d_inner=24, d_state=8)
+    u = torch.randn(2, 24, 37).to(half)
+    prompt = torch.randn(2, 37, 8)
+    with torch.no_grad():
+        # the projections of half tokens round to half; compare with the same rounding, done first
+        xdbl = torch.einsum("cd,bdl->bcl", module.x_proj_weight[0].to(half), u)
+        dts, Bs, Cs = torch.split(xdbl, [module.dt_rank, 8, 8], dim=1)
+        dts = torch.einsum("dr,brl->bdl", module.dt_projs_weight[0].to(half), dts)
+        expected = selective_scan(u.float(), dts.float(), -torch.exp(module.A_logs), Bs.float().unsqueeze(1),
+                                  (Cs.float() + prompt.transpose(1, 2)).unsqueeze(1), module.Ds,
+                                  module.dt_projs_bias.view(-1), delta_softplus=True)
+        y = module(u, prompt)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
 
 
 def test_eval_mode_is_deterministic_and_gumbel_is_not():

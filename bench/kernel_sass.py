@@ -1,0 +1,148 @@
+"""What the scan kernels' inner loops cost in sm_90 instructions, without a GPU.
+
+Compiles the chunked forward kernel (``_seq_chunk_kernel``) and the single-launch kernel
+(``_scan_single_kernel``) for an H100/H200 (sm_90) offline, with Triton's own ``ptxas``, reads the
+machine code back with its bundled ``cuobjdump``, finds each loop (a backward branch) and prints
+registers per thread, the loop's instructions per state and step, and its most frequent opcodes.
+Device time is scarce; this shows what a change does to the loop before spending any.
+
+    python bench/kernel_sass.py [--layout channel-major|token-major] [--widths 1 2 4 8] [--stages 1 2 3]
+
+Integer arguments equal to 1 in the chosen layout are compiled as the constant 1, as Triton's
+launcher specialises them; pointers are not assumed 16-byte aligned (a conservative choice: real
+launches may vectorise a little more). Needs Triton, not a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+N_STATE = 8
+# Strides equal to 1, per kernel and layout (channel-major: (b, d, l) with l contiguous).
+UNIT_STRIDES = {
+    ("chunked", "channel-major"): ("s_vl", "s_tl", "s_Ml", "s_Cl", "s_yl", "s_an", "s_D", "s_bias"),
+    ("chunked", "token-major"): ("s_vd", "s_td", "s_Mn", "s_Cn", "s_yd", "s_an", "s_D", "s_bias"),
+    ("single", "channel-major"): ("s_ul", "s_tl", "s_Bl", "s_Cl", "s_yl", "s_an", "s_D", "s_bias"),
+}
+
+
+def _tools() -> Path:
+    import triton
+
+    return Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+
+
+def compile_sm90(fn, unit_strides: tuple[str, ...], constants: dict, num_warps: int):
+    """``fn`` compiled for sm_90: float32 pointers, i32 scalars, the named strides fixed at 1."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature, fixed = {}, dict(constants)
+    for name in fn.arg_names:
+        if name.endswith("_ptr"):
+            signature[name] = "*fp32"
+        elif name in unit_strides:
+            signature[name], fixed[name] = "constexpr", 1
+        elif name in constants:
+            signature[name] = "constexpr"
+        else:
+            signature[name] = "i32"
+    constexprs = {(fn.arg_names.index(k),): v for k, v in fixed.items()}
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+
+
+def sass_of(compiled) -> tuple[str, str]:
+    """(resource-usage line, SASS listing) of a compiled kernel's cubin."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(compiled.asm["cubin"])
+    try:
+        tool = str(_tools() / "cuobjdump")
+        usage = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True, check=True)
+        sass = subprocess.run([tool, "-sass", f.name], capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(f.name)
+    line = next((ln.strip() for ln in usage.stdout.splitlines() if "REG:" in ln), "")
+    return line, sass.stdout
+
+
+def loops(sass: str) -> list[list[str]]:
+    """The instructions of each loop body (from a backward branch's target to the branch)."""
+    code = []
+    for ln in sass.splitlines():
+        m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);", ln)
+        if m:
+            code.append((int(m.group(1), 16), m.group(2).strip()))
+    bodies = []
+    for address, text in code:
+        m = re.search(r"BRA (?:`\(.*?\) )?0x([0-9a-f]+)", text)
+        if m and int(m.group(1), 16) < address:
+            start = int(m.group(1), 16)
+            bodies.append([t for a, t in code if start <= a <= address])
+    return bodies
+
+
+def opcode(text: str) -> str:
+    return re.sub(r"^@!?U?P\w+\s+", "", text).split()[0].split(".")[0]
+
+
+def describe(bodies: list[list[str]], steps_per_trip: int) -> tuple[str, str]:
+    """Instructions per state and step of the longest loop, and its top opcodes."""
+    if not bodies:
+        return "-", "no loop found"
+    body = max(bodies, key=len)
+    per = len(body) / steps_per_trip / N_STATE
+    top = collections.Counter(opcode(t) for t in body).most_common(6)
+    return f"{per:.1f}", ", ".join(f"{k} {v}" for k, v in top)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layout", choices=["channel-major", "token-major"], default="channel-major")
+    parser.add_argument("--widths", type=int, nargs="+", default=[1, 4, 8], help="chunked: steps per loop trip")
+    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3])
+    opts = parser.parse_args()
+    from napari_dgno.model import scan_triton_kernels as kernels
+
+    flags = {"HAS_D": True, "HAS_BIAS": True, "SOFTPLUS": True}
+    print(f"# sm_90, offline; {opts.layout} inputs, n = {N_STATE}, float32 pointers")
+    print("| kernel | tiling | registers | loop instructions per state and step | top opcodes in the loop |")
+    print("|---|---|---|---|---|")
+    for mode, label in ((1, "chunked summary"), (0, "chunked apply")):
+        for width in opts.widths:
+            for stages in opts.stages:
+                constants = dict(flags, N=N_STATE, BD=32, W=width, K=1024 // width, STAGES=stages, MODE=mode,
+                                 HAS_STATE=mode == 0)
+                compiled = compile_sm90(kernels._seq_chunk_kernel, UNIT_STRIDES[("chunked", opts.layout)],
+                                        constants, num_warps=1)
+                usage, sass = sass_of(compiled)
+                per, top = describe(loops(sass), width)
+                regs = usage.split()[0] if usage else "?"
+                print(f"| {label} | 32 channels, width {width}, stages {stages} | {regs} | {per} | {top} |", flush=True)
+    if opts.layout == "channel-major":
+        for tile, warps in ((512, 4), (256, 2)):
+            for stages in opts.stages:
+                constants = dict(flags, N=N_STATE, NP=N_STATE, BD=1, T=tile, STAGES=stages, INTERP_L=0)
+                compiled = compile_sm90(kernels._scan_single_kernel, UNIT_STRIDES[("single", opts.layout)],
+                                        constants, num_warps=warps)
+                usage, sass = sass_of(compiled)
+                # every thread holds tile / (32 * warps) steps of each of the N states
+                per, top = describe(loops(sass), tile // (32 * warps))
+                regs = usage.split()[0] if usage else "?"
+                print(f"| single launch | tile {tile}, {warps} warps, stages {stages} | {regs} | {per} | {top} |",
+                      flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,12 +1,15 @@
-"""What the scan kernels' inner loops cost in sm_90 instructions, without a GPU.
+"""What the scan and depthwise-gate kernels' inner loops cost in sm_90 instructions, without a GPU.
 
 Compiles the chunked forward kernel (``_seq_chunk_kernel``) and the single-launch kernel
 (``_scan_single_kernel``) for an H100/H200 (sm_90) offline, with Triton's own ``ptxas``, reads the
 machine code back with its bundled ``cuobjdump``, finds each loop (a backward branch) and prints
 registers per thread, the loop's instructions per state and step, and its most frequent opcodes.
+``--dwgate`` does the same for the row-walking depthwise-gate kernel (instructions per output
+element, for the GDFN's gelu gate and the CPE's sigmoid gate, bf16 maps as under autocast).
 Device time is scarce; this shows what a change does to the loop before spending any.
 
     python bench/kernel_sass.py [--layout channel-major|token-major] [--widths 1 2 4 8] [--stages 1 2 3]
+    python bench/kernel_sass.py --dwgate
 
 Integer arguments equal to 1 in the chosen layout are compiled as the constant 1, as Triton's
 launcher specialises them; pointers are not assumed 16-byte aligned (a conservative choice: real
@@ -41,8 +44,10 @@ def _tools() -> Path:
     return Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 
 
-def compile_sm90(fn, unit_strides: tuple[str, ...], constants: dict, num_warps: int):
-    """``fn`` compiled for sm_90: float32 pointers, i32 scalars, the named strides fixed at 1."""
+def compile_sm90(fn, unit_strides: tuple[str, ...], constants: dict, num_warps: int,
+                 pointers: dict[str, str] | None = None):
+    """``fn`` compiled for sm_90: float32 pointers (unless ``pointers`` names another type), i32
+    scalars, the named strides fixed at 1."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -50,7 +55,7 @@ def compile_sm90(fn, unit_strides: tuple[str, ...], constants: dict, num_warps: 
     signature, fixed = {}, dict(constants)
     for name in fn.arg_names:
         if name.endswith("_ptr"):
-            signature[name] = "*fp32"
+            signature[name] = (pointers or {}).get(name, "*fp32")
         elif name in unit_strides:
             signature[name], fixed[name] = "constexpr", 1
         elif name in constants:
@@ -92,6 +97,16 @@ def loops(sass: str) -> list[list[str]]:
     return bodies
 
 
+# Opcode families, to split a loop's instructions by kind.
+KINDS = {
+    "integer address and mask": ("IMAD", "IADD3", "ISETP", "LEA", "SHF", "LOP3", "SEL", "VIADD", "IMNMX", "PLOP3",
+                                 "P2R", "R2P"),
+    "float math": ("FFMA", "FMUL", "FADD", "MUFU", "FSETP", "FSEL", "FMNMX", "HFMA2", "HADD2", "HMUL2", "F2F"),
+    "loads and stores": ("LDG", "STG", "LDS", "STS", "LDGSTS"),
+    "bf16 unpacking": ("PRMT", "F2FP", "I2F", "F2I"),
+}
+
+
 def opcode(text: str) -> str:
     return re.sub(r"^@!?U?P\w+\s+", "", text).split()[0].split(".")[0]
 
@@ -106,12 +121,41 @@ def describe(bodies: list[list[str]], steps_per_trip: int) -> tuple[str, str]:
     return f"{per:.1f}", ", ".join(f"{k} {v}" for k, v in top)
 
 
+def dwgate_table() -> None:
+    """The rows kernel with the library's strips (``fusible.ROW_TILES``), bf16 maps, float32 weights."""
+    from napari_dgno.model import dwgate_triton_kernels as kernels
+    from napari_dgno.model import fusible
+
+    print("# sm_90, offline; channels-last bf16 maps, float32 weights and bias")
+    print("| gate | strip (pixels x channels x rows, warps) | registers | loop instructions per output | "
+          + " | ".join(KINDS) + " |")
+    print("|---|---|---|---|" + "---|" * len(KINDS))
+    for gate, index in (("gelu", 0), ("sigmoid", 1)):
+        block_w, block_c, rows, warps = fusible.ROW_TILES[gate]
+        constants = {"GATE": index, "HAS_BIAS": True, "BLOCK_W": block_w, "BLOCK_C": block_c, "ROWS": rows}
+        compiled = compile_sm90(kernels.dwconv3x3_gate_rows_kernel, (), constants, num_warps=warps,
+                                pointers={"x_ptr": "*bf16", "out_ptr": "*bf16"})
+        usage, sass = sass_of(compiled)
+        bodies = loops(sass)
+        outputs_per_trip = block_w * block_c // (32 * warps)  # one output row of the strip per trip
+        body = max(bodies, key=len) if bodies else []
+        counts = collections.Counter(opcode(t) for t in body)
+        kinds = " | ".join(f"{sum(counts[o] for o in ops) / outputs_per_trip:.1f}" for ops in KINDS.values())
+        regs = usage.split()[0] if usage else "?"
+        print(f"| {gate} | {block_w} x {block_c} x {rows}, {warps} warps | {regs} | "
+              f"{len(body) / outputs_per_trip:.1f} | {kinds} |", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layout", choices=["channel-major", "token-major"], default="channel-major")
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 4, 8], help="chunked: steps per loop trip")
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--dwgate", action="store_true", help="the depthwise-gate rows kernel instead of the scan")
     opts = parser.parse_args()
+    if opts.dwgate:
+        dwgate_table()
+        return 0
     from napari_dgno.model import scan_triton_kernels as kernels
 
     flags = {"HAS_D": True, "HAS_BIAS": True, "SOFTPLUS": True}

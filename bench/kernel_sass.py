@@ -111,14 +111,16 @@ def opcode(text: str) -> str:
     return re.sub(r"^@!?U?P\w+\s+", "", text).split()[0].split(".")[0]
 
 
-def describe(bodies: list[list[str]], steps_per_trip: int) -> tuple[str, str]:
-    """Instructions per state and step of the longest loop, and its top opcodes."""
+def scan_row(kernel: str, tiling: str, compiled, steps_per_trip: int) -> str:
+    """A table row: registers, the longest loop's instructions per state and step, its top opcodes."""
+    usage, sass = sass_of(compiled)
+    regs = usage.split()[0] if usage else "?"
+    bodies = loops(sass)
     if not bodies:
-        return "-", "no loop found"
+        return f"| {kernel} | {tiling} | {regs} | - | no loop found |"
     body = max(bodies, key=len)
-    per = len(body) / steps_per_trip / N_STATE
-    top = collections.Counter(opcode(t) for t in body).most_common(6)
-    return f"{per:.1f}", ", ".join(f"{k} {v}" for k, v in top)
+    top = ", ".join(f"{k} {v}" for k, v in collections.Counter(opcode(t) for t in body).most_common(6))
+    return f"| {kernel} | {tiling} | {regs} | {len(body) / steps_per_trip / N_STATE:.1f} | {top} |"
 
 
 def dwgate_table() -> None:
@@ -169,22 +171,16 @@ def main() -> int:
                                  HAS_STATE=mode == 0)
                 compiled = compile_sm90(kernels._seq_chunk_kernel, UNIT_STRIDES[("chunked", opts.layout)],
                                         constants, num_warps=1)
-                usage, sass = sass_of(compiled)
-                per, top = describe(loops(sass), width)
-                regs = usage.split()[0] if usage else "?"
-                print(f"| {label} | 32 channels, width {width}, stages {stages} | {regs} | {per} | {top} |", flush=True)
+                print(scan_row(label, f"32 channels, width {width}, stages {stages}", compiled, width), flush=True)
     if opts.layout == "channel-major":
         for tile, warps in ((512, 4), (256, 2)):
             for stages in opts.stages:
                 constants = dict(flags, N=N_STATE, NP=N_STATE, BD=1, T=tile, STAGES=stages, INTERP_L=0)
                 compiled = compile_sm90(kernels._scan_single_kernel, UNIT_STRIDES[("single", opts.layout)],
                                         constants, num_warps=warps)
-                usage, sass = sass_of(compiled)
                 # every thread holds tile / (32 * warps) steps of each of the N states
-                per, top = describe(loops(sass), tile // (32 * warps))
-                regs = usage.split()[0] if usage else "?"
-                print(f"| single launch | tile {tile}, {warps} warps, stages {stages} | {regs} | {per} | {top} |",
-                      flush=True)
+                print(scan_row("single launch", f"tile {tile}, {warps} warps, stages {stages}", compiled,
+                               tile // (32 * warps)), flush=True)
     return 0
 
 

@@ -15,7 +15,7 @@
 #   bash bench/run_gpu_fast.sh I   # chunked scan tilings on channel- and token-major inputs vs the default
 # The patched mamba-ssm sdist (sm_90 only) comes from .devtmp/mamba; a warm machine keeps its build.
 set -uo pipefail
-STAGE=${1:?stage A or B}
+STAGE=${1:?stage A to L (see above)}
 OUT=${OUT:-$PWD/gpu_out}; LOG="$OUT/logs"; mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/.devtmp/mamba:$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 stamp() { echo "[$(date +%T)] $*" | tee -a "$LOG/timeline.txt"; }
@@ -25,6 +25,11 @@ build_mamba() {
   if ls .devtmp/mamba/selective_scan_cuda*.so >/dev/null 2>&1; then echo "mamba build kept" > "$LOG/mamba_build.log"; return; fi
   ( cd .devtmp/mamba && TORCH_CUDA_ARCH_LIST=9.0 MAMBA_FORCE_BUILD=TRUE MAX_JOBS=14 \
       timeout 300 python3 setup.py build_ext --inplace > "$LOG/mamba_build.log" 2>&1; echo "rc=$?" >> "$LOG/mamba_build.log" )
+}
+e2e_size() {  # one size per process, so that a timeout loses only that size
+  stamp "end-to-end at $1"
+  timeout "$2" python3 bench/bench_e2e.py --sizes "$1" --json "$LOG/e2e_$1.json" > "$LOG/e2e_$1.log" 2>&1
+  echo "rc=$?" >> "$LOG/e2e_$1.log"; grep -A12 "^| variant" "$LOG/e2e_$1.log" | grep -E "^\|" ; grep -E "failed|rc=" "$LOG/e2e_$1.log"
 }
 
 if [ "$STAGE" = A ]; then
@@ -51,9 +56,7 @@ if [ "$STAGE" = C ]; then  # after tuning: GPU tests, the scan table, end-to-end
   stamp "wait for mamba"; wait $BUILD; tail -1 "$LOG/mamba_build.log"
   stamp "scan table (defaults)"
   timeout 90 python3 bench/bench_scan.py --quick --backends triton mamba > "$LOG/scan_bench.log" 2>&1; tail -16 "$LOG/scan_bench.log"
-  stamp "end-to-end at 4 x 512"
-  timeout 200 python3 bench/bench_e2e.py --sizes 512 --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1
-  grep -A12 "^| variant" "$LOG/e2e.log" | tail -9; grep -E "compile|failed" "$LOG/e2e.log" | head
+  e2e_size 512 200
 fi
 
 if [ "$STAGE" = B ]; then
@@ -72,9 +75,7 @@ if [ "$STAGE" = E ]; then  # after the fused depthwise-gate kernels (bench/bench
   stamp "depthwise-gate table"
   timeout 70 python3 bench/bench_fused.py --quick > "$LOG/fused.log" 2>&1; grep -E "cudnn|default|^\| \|" "$LOG/fused.log"
   stamp "wait for mamba"; wait $BUILD; tail -1 "$LOG/mamba_build.log"
-  stamp "end-to-end at 4 x 512"
-  timeout 230 python3 bench/bench_e2e.py --sizes 512 --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1
-  grep -A12 "^| variant" "$LOG/e2e.log" | tail -9; grep -E "compile|failed" "$LOG/e2e.log" | head
+  e2e_size 512 230
 fi
 if [ "$STAGE" = D ]; then  # where the time goes, what each knob buys (bench/profile_e2e.py)
   stamp "knob sets at 4 x 512"
@@ -121,20 +122,13 @@ if [ "$STAGE" = H ]; then  # final: GPU tests of the fused forms, end-to-end at 
   timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py > "$LOG/pytest_gpu.log" 2>&1
   grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3
   stamp "wait for mamba"; wait $BUILD; tail -1 "$LOG/mamba_build.log"
-  stamp "end-to-end at 4 x 512"
-  timeout 280 python3 bench/bench_e2e.py --sizes 512 --json "$LOG/e2e.json" > "$LOG/e2e.log" 2>&1
-  grep -A12 "^| variant" "$LOG/e2e.log" | tail -9; grep -E "compile|failed" "$LOG/e2e.log" | head
+  e2e_size 512 280
 fi
 if [ "$STAGE" = I ]; then  # chunked scan tilings on both layouts (bench_scan.py --layouts)
   stamp "chunked scan tilings on both layouts"
   timeout ${SWEEP_TIMEOUT:-400} python3 bench/bench_scan.py --layouts > "$LOG/scan_tm.log" 2>&1
   grep -E "best|took" "$LOG/scan_tm.log"
 fi
-e2e_size() {  # one size per process, so that a timeout loses only that size
-  stamp "end-to-end at $1"
-  timeout "$2" python3 bench/bench_e2e.py --sizes "$1" --json "$LOG/e2e_$1.json" > "$LOG/e2e_$1.log" 2>&1
-  echo "rc=$?" >> "$LOG/e2e_$1.log"; grep -A12 "^| variant" "$LOG/e2e_$1.log" | grep -E "^\|" ; grep -E "failed|rc=" "$LOG/e2e_$1.log"
-}
 if [ "$STAGE" = J ]; then
   stamp "mamba-ssm build in the background; GPU tests"
   build_mamba & BUILD=$!

@@ -21,7 +21,7 @@ from types import ModuleType
 import torch
 
 from . import fusible
-from .scan_triton import _next_pow2
+from .scan_triton import _cdiv, _next_pow2, _prev_pow2
 
 FLUX_CODES = {"central": 0, "jump": 1, "avg_jump": 2}
 #: Use these kernels where the fused forms apply (benchmarks switch them off alone to compare).
@@ -95,9 +95,8 @@ def dg_attention_triton(
         return out
     slots = 5 if face else 1
     ops = torch.empty((b, grid_h, grid_w, heads, slots, dp, dp), dtype=torch.float32, device=qkv.device)
-    hb = max(1, min(heads, OUTER_ELEMENTS // (window * window * dp * dp)))  # heads per program, a power of 2
-    hb = 1 << (hb.bit_length() - 1)
-    grid = (b * grid_h * grid_w * -(-heads // hb),)
+    hb = _prev_pow2(max(1, min(heads, OUTER_ELEMENTS // (window * window * dp * dp))))  # heads per program
+    grid = (b * grid_h * grid_w * _cdiv(heads, hb),)
     warps = 8 if window * window * hb * dp * dp > OUTER_ELEMENTS else 4
     kw, kb = (t.reshape(-1).contiguous() for t in k_norm)
     vw, vb = (t.reshape(-1).contiguous() for t in v_norm)

@@ -3,12 +3,13 @@
 Depthwise 3x3 + gate (GDFN, CPE): the Triton kernels vs cuDNN + a separate gate. Token gather (the
 ASSM's sort by prompt): the Triton kernel vs torch.gather, on channels-last maps. For channels-last
 maps both kernels (``tiles``, ``rows``) with several tile shapes, at the checkpoints' GDFN widths
-and at the aligned widths the fused path pads them to.
+and at the aligned widths the fused path pads them to. ``--defaults`` times only cuDNN + gate and the
+library's default kernel (e.g. to compare two versions of the library on one machine).
 
 Both input layouts: channels-last (what DGNO's 1x1 convolutions return for its permuted layer-norm
 output: the layout the network actually feeds) and NCHW. Several tile shapes per kernel.
 
-    python bench/bench_fused.py [--quick | --cl] [--aligned]  # one CUDA GPU; tables of GPU times (CUDA graphs)
+    python bench/bench_fused.py [--quick | --cl] [--aligned] [--defaults] [--gelu]  # one GPU, CUDA graph times
     python bench/bench_fused.py --dg               # the DG operator: torch vs the Triton kernels
 """
 
@@ -45,7 +46,8 @@ def with_kernel(x, conv, gate, kind, setting):
         fusible.CL_KERNEL.update(saved[1])
 
 
-ROW_STRIPS = {"gelu": [(32, 64, 32, 4), (32, 32, 32, 4), (16, 32, 32, 2), (32, 32, 64, 4), (64, 32, 32, 8)],
+ROW_STRIPS = {"gelu": [(32, 64, 32, 4), (32, 32, 32, 4), (16, 64, 32, 2), (32, 128, 32, 8), (64, 64, 32, 8),
+                      (32, 64, 64, 4), (32, 64, 16, 4)],
               "sigmoid": [(32, 32, 32, 4), (16, 32, 32, 2), (32, 32, 16, 2), (64, 32, 32, 4), (16, 64, 32, 4)]}
 
 
@@ -65,6 +67,8 @@ def main() -> None:
         shapes, layouts = [shapes[0], shapes[1], shapes[8]], layouts[:1]
     elif "--cl" in sys.argv:  # DGNO's layout only
         layouts = layouts[:1]
+    if "--gelu" in sys.argv:  # the GDFN's gate only
+        shapes = [sh for sh in shapes if sh[0] == "gelu"]
     if "--aligned" in sys.argv:  # the widths the fused path runs at (the GDFN's padded to fusible.HIDDEN_ALIGN)
         shapes = [sh for sh in shapes if sh[0] == "sigmoid" or sh[1] % 64 == 0]
     for gate, c, s, bias in shapes:
@@ -77,7 +81,7 @@ def main() -> None:
                 conv_d = copy.deepcopy(conv).to(dtype)  # cuDNN in the input's dtype, as under autocast
                 variants = {"cudnn + gate": lambda x=x, conv_d=conv_d: fusible.depthwise_gate_reference(x, conv_d, gate),
                             "triton (defaults)": lambda x=x: fusible.depthwise_gate_triton(x, conv.weight, conv.bias, gate)}
-                if layout == "channels-last":
+                if layout == "channels-last" and "--defaults" not in sys.argv:
                     for tile in ((1024, 64), (2048, 32)):
                         variants["tiles {} / {} ch".format(*tile)] = (
                             lambda x=x, tile=tile: with_kernel(x, conv, gate, "tiles", tile))

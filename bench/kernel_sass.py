@@ -4,16 +4,19 @@ Compiles the chunked forward kernel (``_seq_chunk_kernel``) and the single-launc
 (``_scan_single_kernel``) for an H100/H200 (sm_90) offline, with Triton's own ``ptxas``, reads the
 machine code back with its bundled ``cuobjdump``, finds each loop (a backward branch) and prints
 registers per thread, the loop's instructions per state and step, and its most frequent opcodes.
-``--dwgate`` does the same for the row-walking depthwise-gate kernel (instructions per output
-element, for the GDFN's gelu gate and the CPE's sigmoid gate, bf16 maps as under autocast).
+``--dwgate`` does the same for the depthwise-gate kernels (instructions per output element of the
+rows kernel's loop and of the whole tiles kernel, for the GDFN's gelu gate and the CPE's sigmoid
+gate, bf16 maps as under autocast).
 Device time is scarce; this shows what a change does to the loop before spending any.
 
     python bench/kernel_sass.py [--layout channel-major|token-major] [--widths 1 2 4 8] [--stages 1 2 3]
     python bench/kernel_sass.py --dwgate
 
 Integer arguments equal to 1 in the chosen layout are compiled as the constant 1, as Triton's
-launcher specialises them; pointers are not assumed 16-byte aligned (a conservative choice: real
-launches may vectorise a little more). Needs Triton, not a GPU.
+launcher specialises them. The scan kernels are compiled without alignment hints (a conservative
+choice: real launches may vectorise a little more); the depthwise-gate kernels with them (16-byte
+aligned pointers, strides and channel counts that are multiples of 16), as the launcher sees DGNO's
+padded widths. Needs Triton, not a GPU.
 """
 
 from __future__ import annotations
@@ -45,25 +48,30 @@ def _tools() -> Path:
 
 
 def compile_sm90(fn, unit_strides: tuple[str, ...], constants: dict, num_warps: int,
-                 pointers: dict[str, str] | None = None):
+                 pointers: dict[str, str] | None = None, aligned: tuple[str, ...] = ()):
     """``fn`` compiled for sm_90: float32 pointers (unless ``pointers`` names another type), i32
-    scalars, the named strides fixed at 1."""
+    scalars, the named strides fixed at 1. ``aligned`` names integer arguments known to be multiples
+    of 16, as Triton's launcher marks them; when given, every pointer is marked 16-byte aligned too."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    signature, fixed = {}, dict(constants)
-    for name in fn.arg_names:
-        if name.endswith("_ptr"):
+    signature, fixed, attrs = {}, dict(constants), {}
+    for index, name in enumerate(fn.arg_names):
+        if name in constants:
+            signature[name] = "constexpr"
+        elif name.endswith("_ptr"):
             signature[name] = (pointers or {}).get(name, "*fp32")
+            if aligned:
+                attrs[(index,)] = [["tt.divisibility", 16]]
         elif name in unit_strides:
             signature[name], fixed[name] = "constexpr", 1
-        elif name in constants:
-            signature[name] = "constexpr"
         else:
             signature[name] = "i32"
+            if name in aligned:
+                attrs[(index,)] = [["tt.divisibility", 16]]
     constexprs = {(fn.arg_names.index(k),): v for k, v in fixed.items()}
-    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
 
 
@@ -123,29 +131,49 @@ def scan_row(kernel: str, tiling: str, compiled, steps_per_trip: int) -> str:
     return f"| {kernel} | {tiling} | {regs} | {len(body) / steps_per_trip / N_STATE:.1f} | {top} |"
 
 
+# What a launch at DGNO's widths sees: 16-byte aligned maps and strides that are multiples of 16.
+DWGATE_ALIGNED = ("channels", "height", "width", "w_stride", "s_xb", "s_xh", "s_xw", "s_ob", "s_oh", "s_ow")
+
+
 def dwgate_table() -> None:
-    """The rows kernel with the library's strips (``fusible.ROW_TILES``), bf16 maps, float32 weights."""
+    """The rows kernel with the library's strips (``fusible.ROW_TILES``) and the tiles kernel with its
+    tiles (``fusible.CL_TILES``), bf16 maps, float32 weights, aligned as at DGNO's widths."""
     from napari_dgno.model import dwgate_triton_kernels as kernels
     from napari_dgno.model import fusible
 
-    print("# sm_90, offline; channels-last bf16 maps, float32 weights and bias")
-    print("| gate | strip (pixels x channels x rows, warps) | registers | loop instructions per output | "
+    print("# sm_90, offline; channels-last bf16 maps, float32 weights and bias, 16-byte aligned")
+    print("| gate | kernel, tile (warps) | registers | instructions per output | "
           + " | ".join(KINDS) + " |")
     print("|---|---|---|---|" + "---|" * len(KINDS))
+    bf16 = {"x_ptr": "*bf16", "out_ptr": "*bf16"}
     for gate, index in (("gelu", 0), ("sigmoid", 1)):
+        flags = {"GATE": index, "HAS_BIAS": True, "FAST": True}
         block_w, block_c, rows, warps = fusible.ROW_TILES[gate]
-        constants = {"GATE": index, "HAS_BIAS": True, "BLOCK_W": block_w, "BLOCK_C": block_c, "ROWS": rows}
-        compiled = compile_sm90(kernels.dwconv3x3_gate_rows_kernel, (), constants, num_warps=warps,
-                                pointers={"x_ptr": "*bf16", "out_ptr": "*bf16"})
+        compiled = compile_sm90(kernels.dwconv3x3_gate_rows_kernel, (), dict(flags, BLOCK_W=block_w,
+                                BLOCK_C=block_c, ROWS=rows), warps, bf16, DWGATE_ALIGNED)
         usage, sass = sass_of(compiled)
         bodies = loops(sass)
-        outputs_per_trip = block_w * block_c // (32 * warps)  # one output row of the strip per trip
+        # the loop: one output row of the strip per trip
         body = max(bodies, key=len) if bodies else []
-        counts = collections.Counter(opcode(t) for t in body)
-        kinds = " | ".join(f"{sum(counts[o] for o in ops) / outputs_per_trip:.1f}" for ops in KINDS.values())
-        regs = usage.split()[0] if usage else "?"
-        print(f"| {gate} | {block_w} x {block_c} x {rows}, {warps} warps | {regs} | "
-              f"{len(body) / outputs_per_trip:.1f} | {kinds} |", flush=True)
+        label = f"rows {block_w} x {block_c} x {rows} rows, loop ({warps})"
+        print(_kinds_row(gate, label, usage, body, block_w * block_c // (32 * warps)), flush=True)
+        tile, widest = fusible.CL_TILES[gate]
+        constants = dict(flags, BLOCK_P=tile // widest, BLOCK_C=widest)
+        compiled = compile_sm90(kernels.dwconv3x3_gate_cl_kernel, (), constants, 4, bf16, DWGATE_ALIGNED)
+        usage, sass = sass_of(compiled)
+        label = f"tiles {tile // widest} x {widest}, whole kernel (4)"
+        print(_kinds_row(gate, label, usage, _instructions(sass), tile // (32 * 4)), flush=True)
+
+
+def _instructions(sass: str) -> list[str]:
+    return [m.group(1).strip() for m in re.finditer(r"/\*[0-9a-f]{4,}\*/\s+(.*?);", sass)]
+
+
+def _kinds_row(gate: str, label: str, usage: str, body: list[str], outputs: int) -> str:
+    counts = collections.Counter(opcode(t) for t in body)
+    kinds = " | ".join(f"{sum(counts[o] for o in ops) / outputs:.1f}" for ops in KINDS.values())
+    regs = usage.split()[0].removeprefix("REG:") if usage else "?"
+    return f"| {gate} | {label} | {regs} | {len(body) / outputs:.1f} | {kinds} |"
 
 
 def main() -> int:

@@ -13,9 +13,15 @@
 #   bash bench/run_gpu_fast.sh K   # fifth pass: end-to-end at 512 and 256 with the official baseline (one process per size)
 #   bash bench/run_gpu_fast.sh L   # fifth pass: end-to-end at 1024 with the official baseline
 #   bash bench/run_gpu_fast.sh I   # chunked scan tilings on channel- and token-major inputs vs the default
+#   bash bench/run_gpu_fast.sh M   # sixth pass: GPU tests of the fused forms; depthwise-gate kernels of this tree
+#                                  # vs the previous commit's (a copy of its src/ and bench/ in .devtmp/previous)
+#   bash bench/run_gpu_fast.sh N   # sixth pass: GDFN strips; end-to-end at 4 x 512 with the official baseline
+#   bash bench/run_gpu_fast.sh O   # sixth pass: GPU tests of the fast paths; knob sets of this tree and the
+#                                  # previous commit's (.devtmp/previous) on one machine; kernel profile
+#   bash bench/run_gpu_fast.sh P   # sixth pass, final code: GPU tests of the fused forms and fast paths
 # The patched mamba-ssm sdist (sm_90 only) comes from .devtmp/mamba; a warm machine keeps its build.
 set -uo pipefail
-STAGE=${1:?stage A to L (see above)}
+STAGE=${1:?stage A to P (see above)}
 OUT=${OUT:-$PWD/gpu_out}; LOG="$OUT/logs"; mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/.devtmp/mamba:$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 stamp() { echo "[$(date +%T)] $*" | tee -a "$LOG/timeline.txt"; }
@@ -149,6 +155,48 @@ fi
 if [ "$STAGE" = L ]; then
   build_mamba; tail -1 "$LOG/mamba_build.log"
   e2e_size 1024 300
+fi
+if [ "$STAGE" = M ]; then  # sixth pass: the leaner rows kernel against the previous commit's, same machine
+  stamp "GPU tests of the fused forms"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3; grep -E "^(FAILED|E  )" "$LOG/pytest_gpu.log" | head -12
+  for tree in . .devtmp/previous; do
+    stamp "depthwise-gate defaults: tree $tree"
+    timeout 100 python3 "$tree/bench/bench_fused.py" --cl --aligned --defaults > "$LOG/fused_defaults_${tree//[.\/]/}.log" 2>&1
+    grep -E "^\| [gs]" "$LOG/fused_defaults_${tree//[.\/]/}.log"
+  done
+  stamp "all strips and tiles, this tree"
+  timeout ${FUSED_TIMEOUT:-170} python3 bench/bench_fused.py --cl --aligned > "$LOG/fused_sweep.log" 2>&1
+  grep -c "^| " "$LOG/fused_sweep.log"
+fi
+if [ "$STAGE" = N ]; then  # sixth pass: GDFN strips while mamba-ssm builds, then end-to-end at 4 x 512
+  build_mamba & BUILD=$!
+  stamp "GDFN strips"
+  timeout 150 python3 bench/bench_fused.py --cl --aligned --gelu > "$LOG/fused_gelu.log" 2>&1
+  grep -E "defaults|rows" "$LOG/fused_gelu.log"
+  stamp "wait for mamba"; wait $BUILD; tail -1 "$LOG/mamba_build.log"
+  e2e_size 512 270
+fi
+if [ "$STAGE" = O ]; then  # sixth pass: tests, this tree vs the previous commit's, the kernel profile
+  stamp "GPU tests of the fast paths"
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fast_paths.py > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3; grep -E "^(FAILED|E  )" "$LOG/pytest_gpu.log" | head -12
+  for tree in .devtmp/previous .; do
+    stamp "knob sets: tree $tree"
+    timeout 150 python3 "$tree/bench/profile_e2e.py" --sets ${SETS:-fp32 bf16-c} > "$LOG/knobs_${tree//[.\/]/}.log" 2>&1
+    grep -A6 "^| knob" "$LOG/knobs_${tree//[.\/]/}.log"
+  done
+  stamp "profile of this tree"
+  timeout 150 python3 bench/profile_e2e.py --sets fp32 --kernels 40 --profile ${PROFILE:-bf16-c} > "$LOG/profile.log" 2>&1
+  grep -E "^## |^\| " "$LOG/profile.log" | head -90
+fi
+if [ "$STAGE" = P ]; then  # sixth pass, the final code: GPU tests, the depthwise-gate defaults at level 1
+  stamp "GPU tests of the fused forms and fast paths"
+  timeout 330 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py tests/test_fast_paths.py \
+      > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3; grep -E "^(FAILED|E  )" "$LOG/pytest_gpu.log" | head -12
+  stamp "depthwise-gate defaults"
+  timeout 90 python3 bench/bench_fused.py --quick --defaults > "$LOG/fused.log" 2>&1; grep -E "^\| [gs ]" "$LOG/fused.log"
 fi
 stamp "done"
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

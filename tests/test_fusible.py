@@ -55,11 +55,14 @@ def test_kernel_matches_the_eager_form_at_edges_and_odd_sizes(gate, channels, bi
 
 @interpreter_only
 @pytest.mark.parametrize("kernel", ["rows", "tiles"])
-@pytest.mark.parametrize(("gate", "channels", "bias"), [("gelu", 10, False), ("gelu", 254, True),
-                                                        ("sigmoid", 5, True), ("sigmoid", 96, False)])
+@pytest.mark.parametrize(("gate", "channels", "bias"), [("gelu", 10, False), ("gelu", 254, True), ("gelu", 96, True),
+                                                        ("sigmoid", 5, True), ("sigmoid", 96, False),
+                                                        ("sigmoid", 48, True)])
 @pytest.mark.parametrize(("h", "w"), [(1, 1), (7, 9), (33, 70)])
 def test_channels_last_kernel_matches_and_keeps_the_layout(gate, channels, bias, h, w, kernel, monkeypatch):
-    """DGNO's 1x1 convolutions return channels-last maps (their input is a permuted layer norm)."""
+    """DGNO's 1x1 convolutions return channels-last maps (their input is a permuted layer norm). The
+    rows kernel takes only maps of whole 16-byte vectors (here 96 channels, and 48 with a part-filled
+    last channel block); the others fall back to the tiles kernel."""
     monkeypatch.setitem(fusible.CL_KERNEL, gate, kernel)
     if kernel == "rows":  # strips narrower and shorter than the maps: every edge of a strip is crossed
         monkeypatch.setitem(fusible.ROW_TILES, gate, (16, 32, 4, 4))
@@ -70,6 +73,53 @@ def test_channels_last_kernel_matches_and_keeps_the_layout(gate, channels, bias,
         out = fusible.depthwise_gate_triton(x, conv.weight, conv.bias, gate)
     assert out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def _gate_of_known_values(gate: str, kernel: str, device: str, monkeypatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kernel output, float64 truth) for ``x`` from -14 to 14 and a few huge values: a depthwise
+    weight of only the centre tap (so dw(x) = x) and, for gelu, a second half of ones, so the output
+    is gelu(x) (or x * sigmoid(x)) itself. ``kernel``: ``nchw``, ``tiles`` or ``rows``."""
+    if kernel != "nchw":
+        monkeypatch.setitem(fusible.CL_KERNEL, gate, kernel)
+    x = torch.cat([torch.linspace(-14, 14, 2801, dtype=torch.float64),
+                   torch.tensor([-1e4, -60.0, -20.0, -1e-30, 0.0, 1e-30, 20.0, 60.0, 1e4], dtype=torch.float64)])
+    side = 60  # 3600 pixels >= the values, the rest zeros
+    image = torch.zeros(side * side, dtype=torch.float64)
+    image[: x.numel()] = x
+    halves = [image, torch.ones_like(image)] if gate == "gelu" else [image]
+    maps = torch.stack(halves).reshape(1, len(halves), side, side).float()
+    if kernel != "nchw":
+        maps = maps.contiguous(memory_format=torch.channels_last)
+    weight = torch.zeros(len(halves), 1, 3, 3)
+    weight[:, 0, 1, 1] = 1.0
+    out = fusible.depthwise_gate_triton(maps.to(device), weight.to(device), None, gate).cpu().double().flatten()
+    truth = 0.5 * image * torch.special.erfc(-image / 2**0.5) if gate == "gelu" else image * torch.sigmoid(image)
+    return out, truth
+
+
+def _assert_gate_precision(out: torch.Tensor, truth: torch.Tensor) -> None:
+    """1e-5 relative down to gelu(-8) = -5e-15 (torch's own float32 gelu, 0.5 x (1 + erf(x / sqrt 2)),
+    returns 0 from x = -6 down), 1e-4 relative in the deeper tail (a float32 exponent of
+    -70 is only good to about 4e-6), 1e-37 absolute (values below float32's normal range)."""
+    moderate = truth.abs() > 1e-14
+    torch.testing.assert_close(out[moderate], truth[moderate], rtol=1e-5, atol=1e-37)
+    torch.testing.assert_close(out, truth, rtol=1e-4, atol=1e-37)
+
+
+@interpreter_only
+@pytest.mark.parametrize("kernel", ["nchw", "tiles", "rows"])
+@pytest.mark.parametrize("gate", fusible.GATES)
+def test_gate_functions_are_precise_over_the_whole_range(gate, kernel, monkeypatch):
+    _assert_gate_precision(*_gate_of_known_values(gate, kernel, "cpu", monkeypatch))
+
+
+@on_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("kernel", ["nchw", "tiles", "rows"])
+@pytest.mark.parametrize("gate", fusible.GATES)
+def test_gpu_gate_functions_are_precise_over_the_whole_range(gate, kernel, monkeypatch):
+    """The compiled kernels' approximate reciprocal and exp2 (inline PTX) keep the same precision."""
+    _assert_gate_precision(*_gate_of_known_values(gate, kernel, "cuda", monkeypatch))
 
 
 @interpreter_only

@@ -42,14 +42,22 @@ ENABLED = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no
 GATES = ("gelu", "sigmoid")
 #: Channels-last kernel per gate: ``tiles`` (pixels x channels, nine shifted loads) or ``rows``
 #: (a strip walked down the rows, three loads per output). Chosen with ``bench/bench_fused.py`` on
-#: an H200: rows for the GDFN (0.75 vs 0.85 ms bf16 at 256 x 512 x 512 x 4), tiles for the CPE
-#: (0.27 vs 0.32 ms bf16 at 96 channels).
+#: an H200: rows for the GDFN (0.53 vs 0.78 ms bf16 at 256 x 512 x 512 x 4, sixth pass), tiles for
+#: the CPE (0.25 ms bf16, 0.33 fp32 at 96 channels; the best rows strip per dtype 0.23 / 0.29, but
+#: no one strip beat the tiles in both dtypes and at every width).
 CL_KERNEL = {"gelu": "rows", "sigmoid": "tiles"}
 #: ``tiles`` kernel tile per gate: (elements, at most this many channels wide). From
 #: ``bench/bench_fused.py`` on an H200: the gelu gate keeps two accumulators and spills at 2048.
 CL_TILES = {"gelu": (1024, 64), "sigmoid": (2048, 32)}
 #: ``rows`` kernel strip per gate: (pixels wide, at most this many channels, rows per program, warps).
-ROW_TILES = {"gelu": (32, 32, 32, 4), "sigmoid": (16, 32, 32, 2)}
+#: The gelu strip from ``bench/bench_fused.py --cl --aligned`` on an H200 (sixth pass): 64 channels
+#: (a whole 128-byte line per bf16 pixel) ran 1.17-1.86x faster than 32 at every GDFN width and dtype.
+ROW_TILES = {"gelu": (32, 64, 32, 4), "sigmoid": (16, 32, 32, 2)}
+#: The rows kernel runs only where its loads are whole 16-byte vectors (:func:`_vector_aligned`; the
+#: network pads the GDFN to such widths); other channels-last maps take the tiles kernel. At the
+#: checkpoints' unaligned 254-channel GDFN input (bf16, H200) the rows kernel without vectors spilled
+#: at 64 channels (840 bytes of stack per thread, ``bench/kernel_sass.py``) and took 2.75 ms, 1.36 at
+#: 32 channels, against 1.41 for cuDNN + gate and 0.94 for the tiles kernel (fourth pass, run I).
 #: The GDFN's hidden width is padded with zero channels up to a multiple of this for the fused
 #: kernel (127 -> 128, 255 -> 256, 510 -> 512, 1021 -> 1024): rows of whole 16-byte vectors for the
 #: depthwise kernel and the 1x1 convolutions, exactly the same result (a zero channel stays zero).
@@ -112,6 +120,22 @@ def _kernels() -> ModuleType:
     return dwgate_triton_kernels
 
 
+def _compiled(kernels: ModuleType) -> bool:
+    """Whether the kernels are compiled for the GPU (their fast approximate ``exp2`` and reciprocal,
+    inline PTX) rather than run by Triton's CPU interpreter (plain ``exp2`` and division)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return not isinstance(kernels.dwconv3x3_gate_rows_kernel, InterpretedFunction)
+
+
+def _vector_aligned(channels: int, *maps: torch.Tensor) -> bool:
+    """Whether Triton's launcher will see 16-byte aligned maps and channel counts and strides that are
+    multiples of 16 (what it specialises on), so that the kernels can load whole 16-byte vectors."""
+    return channels % 16 == 0 and all(
+        t.data_ptr() % 16 == 0 and all(stride % 16 == 0 for i, stride in enumerate(t.stride()) if i != 1) for t in maps
+    )
+
+
 def is_channels_last(x: torch.Tensor) -> bool:
     """Channels stored innermost (channel stride 1): the kernel then tiles pixels x channels."""
     return x.shape[1] > 1 and x.stride(1) == 1
@@ -142,28 +166,32 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
         return out
     check_indexable(x, out)
     channels = out.shape[1]
-    weight = weight.reshape(c_in, 9).contiguous()
-    bias_arg = bias.contiguous() if bias is not None else weight
-    flags = {"GATE": GATES.index(gate), "HAS_BIAS": bias is not None, "num_warps": 4}
-    if is_channels_last(x) and CL_KERNEL[gate] == "rows":
+    kernels = _kernels()
+    flags = {"GATE": GATES.index(gate), "HAS_BIAS": bias is not None, "num_warps": 4, "FAST": _compiled(kernels)}
+    if is_channels_last(x) and CL_KERNEL[gate] == "rows" and _vector_aligned(channels, x, out):
         block_w, widest, rows, warps = ROW_TILES[gate]
         block_w = min(block_w, _next_pow2(w))
         block_c = min(widest, _next_pow2(channels))
         tiles_w, tiles_h = _cdiv(w, block_w), _cdiv(h, rows)
         grid = (b * tiles_h * tiles_w, _cdiv(channels, block_c))
-        _kernels().dwconv3x3_gate_rows_kernel[grid](
-            x, weight, bias_arg, out, channels, h, w, tiles_w, tiles_h, x.stride(0), x.stride(2), x.stride(3),
-            out.stride(0), out.stride(2), out.stride(3), BLOCK_W=block_w, BLOCK_C=block_c, ROWS=rows,
+        # Tap-major float32 taps and bias, zero-padded by a strip's width: unmasked vector loads.
+        taps = F.pad(weight.reshape(c_in, 9).t().float(), (0, block_c))
+        bias_arg = F.pad(bias.float(), (0, block_c)) if bias is not None else taps
+        kernels.dwconv3x3_gate_rows_kernel[grid](
+            x, taps, bias_arg, out, channels, h, w, tiles_w, tiles_h, taps.stride(0), x.stride(0), x.stride(2),
+            x.stride(3), out.stride(0), out.stride(2), out.stride(3), BLOCK_W=block_w, BLOCK_C=block_c, ROWS=rows,
             **{**flags, "num_warps": warps},
         )
         return out
+    weight = weight.reshape(c_in, 9).contiguous()
+    bias_arg = bias.contiguous() if bias is not None else weight
     if is_channels_last(x):
         tile, widest = CL_TILES[gate]
         block_c = min(widest, _next_pow2(channels))
         block_p = tile // block_c
         tiles_p = _cdiv(h * w, block_p)
         grid = (b * tiles_p, _cdiv(channels, block_c))
-        _kernels().dwconv3x3_gate_cl_kernel[grid](
+        kernels.dwconv3x3_gate_cl_kernel[grid](
             x, weight, bias_arg, out, channels, h, w, tiles_p, x.stride(0), x.stride(2), x.stride(3),
             out.stride(0), out.stride(2), out.stride(3), BLOCK_P=block_p, BLOCK_C=block_c, **flags,
         )
@@ -172,7 +200,7 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     block_h = min(max(1, 1024 // block_w), _next_pow2(h))
     tiles_w = _cdiv(w, block_w)
     tiles = _cdiv(h, block_h) * tiles_w
-    _kernels().dwconv3x3_gate_kernel[(b * channels * tiles,)](
+    kernels.dwconv3x3_gate_kernel[(b * channels * tiles,)](
         x, weight, bias_arg, out, channels, h, w, tiles_w, tiles, *x.stride(), *out.stride(),
         BLOCK_H=block_h, BLOCK_W=block_w, **flags,
     )

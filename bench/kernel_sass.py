@@ -9,14 +9,15 @@ rows kernel's loop and of the whole tiles kernel, for the GDFN's gelu gate and t
 gate, bf16 maps as under autocast).
 Device time is scarce; this shows what a change does to the loop before spending any.
 
-    python bench/kernel_sass.py [--layout channel-major|token-major] [--widths 1 2 4 8] [--stages 1 2 3]
+    python bench/kernel_sass.py [--layout channel-major|token-major] [--widths 1 2 4 8] [--stages 1 2 3] [--unaligned]
     python bench/kernel_sass.py --dwgate
 
 Integer arguments equal to 1 in the chosen layout are compiled as the constant 1, as Triton's
-launcher specialises them. The scan kernels are compiled without alignment hints (a conservative
-choice: real launches may vectorise a little more); the depthwise-gate kernels with them (16-byte
-aligned pointers, strides and channel counts that are multiples of 16), as the launcher sees DGNO's
-padded widths. Needs Triton, not a GPU.
+launcher specialises them; pointers are marked 16-byte aligned and the integers that are multiples
+of 16 at DGNO's shapes as such (Triton's launcher does the same at run time), which decides the
+kernels' register layouts: without these hints (``--unaligned``, as the fifth session's table was
+made) the single-launch scan keeps one step per thread and issues twice the instructions. Needs
+Triton, not a GPU.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 N_STATE = 8
+# Integer arguments that are NOT multiples of 16 at DGNO's shapes (A is (d, n = 8); token-major B
+# and C are (b, l, n = 8)); every other non-unit integer is (lengths 4096-1,048,576, widths 96-768),
+# and Triton's launcher marks those, and the 16-byte aligned pointers, as divisible by 16.
+SMALL_STRIDES = {"channel-major": ("s_ad",), "token-major": ("s_ad", "s_Ml", "s_Cl")}
 # Strides equal to 1, per kernel and layout (channel-major: (b, d, l) with l contiguous).
 UNIT_STRIDES = {
     ("chunked", "channel-major"): ("s_vl", "s_tl", "s_Ml", "s_Cl", "s_yl", "s_an", "s_D", "s_bias"),
@@ -119,6 +124,14 @@ def opcode(text: str) -> str:
     return re.sub(r"^@!?U?P\w+\s+", "", text).split()[0].split(".")[0]
 
 
+def scan_aligned(fn, layout: str, unit_strides: tuple[str, ...], constants: dict, aligned: bool) -> tuple[str, ...]:
+    """The integer arguments a launch at DGNO's shapes sees as multiples of 16 (none if not ``aligned``)."""
+    if not aligned:
+        return ()
+    skip = set(unit_strides) | set(constants) | set(SMALL_STRIDES[layout])
+    return tuple(n for n in fn.arg_names if not n.endswith("_ptr") and n not in skip)
+
+
 def scan_row(kernel: str, tiling: str, compiled, steps_per_trip: int) -> str:
     """A table row: registers, the longest loop's instructions per state and step, its top opcodes."""
     usage, sass = sass_of(compiled)
@@ -182,6 +195,8 @@ def main() -> int:
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 4, 8], help="chunked: steps per loop trip")
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--dwgate", action="store_true", help="the depthwise-gate rows kernel instead of the scan")
+    parser.add_argument("--unaligned", action="store_true",
+                        help="scan kernels without alignment hints (as the fifth session's table was made)")
     opts = parser.parse_args()
     if opts.dwgate:
         dwgate_table()
@@ -189,7 +204,8 @@ def main() -> int:
     from napari_dgno.model import scan_triton_kernels as kernels
 
     flags = {"HAS_D": True, "HAS_BIAS": True, "SOFTPLUS": True}
-    print(f"# sm_90, offline; {opts.layout} inputs, n = {N_STATE}, float32 pointers")
+    hints = "no alignment hints" if opts.unaligned else "16-byte aligned, strides as at DGNO's shapes"
+    print(f"# sm_90, offline; {opts.layout} inputs, n = {N_STATE}, float32 pointers, {hints}")
     print("| kernel | tiling | registers | loop instructions per state and step | top opcodes in the loop |")
     print("|---|---|---|---|---|")
     for mode, label in ((1, "chunked summary"), (0, "chunked apply")):
@@ -197,15 +213,17 @@ def main() -> int:
             for stages in opts.stages:
                 constants = dict(flags, N=N_STATE, BD=32, W=width, K=1024 // width, STAGES=stages, MODE=mode,
                                  HAS_STATE=mode == 0)
-                compiled = compile_sm90(kernels._seq_chunk_kernel, UNIT_STRIDES[("chunked", opts.layout)],
-                                        constants, num_warps=1)
+                units = UNIT_STRIDES[("chunked", opts.layout)]
+                hinted = scan_aligned(kernels._seq_chunk_kernel, opts.layout, units, constants, not opts.unaligned)
+                compiled = compile_sm90(kernels._seq_chunk_kernel, units, constants, num_warps=1, aligned=hinted)
                 print(scan_row(label, f"32 channels, width {width}, stages {stages}", compiled, width), flush=True)
     if opts.layout == "channel-major":
         for tile, warps in ((512, 4), (256, 2)):
             for stages in opts.stages:
                 constants = dict(flags, N=N_STATE, NP=N_STATE, BD=1, T=tile, STAGES=stages, INTERP_L=0)
-                compiled = compile_sm90(kernels._scan_single_kernel, UNIT_STRIDES[("single", opts.layout)],
-                                        constants, num_warps=warps)
+                units = UNIT_STRIDES[("single", opts.layout)]
+                hinted = scan_aligned(kernels._scan_single_kernel, opts.layout, units, constants, not opts.unaligned)
+                compiled = compile_sm90(kernels._scan_single_kernel, units, constants, num_warps=warps, aligned=hinted)
                 # every thread holds tile / (32 * warps) steps of each of the N states
                 print(scan_row("single launch", f"tile {tile}, {warps} warps, stages {stages}", compiled,
                                tile // (32 * warps)), flush=True)

@@ -78,23 +78,26 @@ def test_channels_last_kernel_matches_and_keeps_the_layout(gate, channels, bias,
 def _gate_of_known_values(gate: str, kernel: str, device: str, monkeypatch) -> tuple[torch.Tensor, torch.Tensor]:
     """(kernel output, float64 truth) for ``x`` from -14 to 14 and a few huge values: a depthwise
     weight of only the centre tap (so dw(x) = x) and, for gelu, a second half of ones, so the output
-    is gelu(x) (or x * sigmoid(x)) itself. ``kernel``: ``nchw``, ``tiles`` or ``rows``."""
+    is gelu(x) (or x * sigmoid(x)) itself. ``kernel``: ``nchw``, ``tiles`` or ``rows``; 16 copies of
+    the values (channels), so that the channels-last map is one the rows kernel takes."""
     if kernel != "nchw":
         monkeypatch.setitem(fusible.CL_KERNEL, gate, kernel)
     x = torch.cat([torch.linspace(-14, 14, 2801, dtype=torch.float64),
                    torch.tensor([-1e4, -60.0, -20.0, -1e-30, 0.0, 1e-30, 20.0, 60.0, 1e4], dtype=torch.float64)])
-    side = 60  # 3600 pixels >= the values, the rest zeros
+    side, copies = 60, 16  # 3600 pixels >= the values, the rest zeros
     image = torch.zeros(side * side, dtype=torch.float64)
     image[: x.numel()] = x
     halves = [image, torch.ones_like(image)] if gate == "gelu" else [image]
-    maps = torch.stack(halves).reshape(1, len(halves), side, side).float()
+    maps = torch.stack(halves).repeat_interleave(copies, 0).reshape(1, len(halves) * copies, side, side).float()
     if kernel != "nchw":
         maps = maps.contiguous(memory_format=torch.channels_last)
-    weight = torch.zeros(len(halves), 1, 3, 3)
+    if kernel == "rows":
+        assert fusible._vector_aligned(copies, maps)  # the rows kernel's condition, so it really runs
+    weight = torch.zeros(len(halves) * copies, 1, 3, 3)
     weight[:, 0, 1, 1] = 1.0
-    out = fusible.depthwise_gate_triton(maps.to(device), weight.to(device), None, gate).cpu().double().flatten()
+    out = fusible.depthwise_gate_triton(maps.to(device), weight.to(device), None, gate).cpu().double()
     truth = 0.5 * image * torch.special.erfc(-image / 2**0.5) if gate == "gelu" else image * torch.sigmoid(image)
-    return out, truth
+    return out.reshape(copies, -1), truth.expand(copies, -1)
 
 
 def _assert_gate_precision(out: torch.Tensor, truth: torch.Tensor) -> None:

@@ -182,8 +182,9 @@ def dwconv3x3_gate_rows_kernel(
     needs a mask: a thread's channels of one tap come in whole vector loads. The read and write
     pointers and the column masks are set up once and carried down the rows (the previous version
     recomputed them per row and loaded each weight alone: 104.5 loop instructions per output for the
-    gelu gate, 59.5 now, ``bench/kernel_sass.py --dwgate``). Weights are re-read from L1 inside the loop: keeping all
-    nine (eighteen for gelu) in registers was 10-20% slower on an H200 (bench/bench_fused.py).
+    gelu gate, 59.5 now, ``bench/kernel_sass.py --dwgate``). Weights are re-read from L1 inside the
+    loop: keeping all nine (eighteen for gelu) in registers was 10-20% slower on an H200
+    (bench/bench_fused.py).
     """
     pid = tl.program_id(0)
     b = pid // (tiles_h * tiles_w)

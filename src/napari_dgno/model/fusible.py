@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .scan_triton import _cdiv, _next_pow2, triton_available
+from .scan_triton import _cdiv, _next_pow2, interpreted, triton_available
 
 #: Environment variable that switches the fused forms off (``NAPARI_DGNO_FUSED=0``), e.g. should a
 #: Triton build fail on some GPU: the eager forms then run everywhere.
@@ -52,12 +52,12 @@ CL_TILES = {"gelu": (1024, 64), "sigmoid": (2048, 32)}
 #: ``rows`` kernel strip per gate: (pixels wide, at most this many channels, rows per program, warps).
 #: The gelu strip from ``bench/bench_fused.py --cl --aligned`` on an H200 (sixth pass): 64 channels
 #: (a whole 128-byte line per bf16 pixel) ran 1.17-1.86x faster than 32 at every GDFN width and dtype.
-ROW_TILES = {"gelu": (32, 64, 32, 4), "sigmoid": (16, 32, 32, 2)}
 #: The rows kernel runs only where its loads are whole 16-byte vectors (:func:`_vector_aligned`; the
 #: network pads the GDFN to such widths); other channels-last maps take the tiles kernel. At the
 #: checkpoints' unaligned 254-channel GDFN input (bf16, H200) the rows kernel without vectors spilled
 #: at 64 channels (840 bytes of stack per thread, ``bench/kernel_sass.py``) and took 2.75 ms, 1.36 at
-#: 32 channels, against 1.41 for cuDNN + gate and 0.94 for the tiles kernel (fourth pass, run I).
+#: 32 channels, against 1.41 for cuDNN + gate and 1.24 for the tiles kernel (sixth pass).
+ROW_TILES = {"gelu": (32, 64, 32, 4), "sigmoid": (16, 32, 32, 2)}
 #: The GDFN's hidden width is padded with zero channels up to a multiple of this for the fused
 #: kernel (127 -> 128, 255 -> 256, 510 -> 512, 1021 -> 1024): rows of whole 16-byte vectors for the
 #: depthwise kernel and the 1x1 convolutions, exactly the same result (a zero channel stays zero).
@@ -120,12 +120,11 @@ def _kernels() -> ModuleType:
     return dwgate_triton_kernels
 
 
-def _compiled(kernels: ModuleType) -> bool:
+@functools.cache
+def _fast_math() -> bool:
     """Whether the kernels are compiled for the GPU (their fast approximate ``exp2`` and reciprocal,
     inline PTX) rather than run by Triton's CPU interpreter (plain ``exp2`` and division)."""
-    from triton.runtime.interpreter import InterpretedFunction
-
-    return not isinstance(kernels.dwconv3x3_gate_rows_kernel, InterpretedFunction)
+    return not interpreted(_kernels().dwconv3x3_gate_rows_kernel)
 
 
 def _vector_aligned(channels: int, *maps: torch.Tensor) -> bool:
@@ -167,7 +166,7 @@ def depthwise_gate_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     check_indexable(x, out)
     channels = out.shape[1]
     kernels = _kernels()
-    flags = {"GATE": GATES.index(gate), "HAS_BIAS": bias is not None, "num_warps": 4, "FAST": _compiled(kernels)}
+    flags = {"GATE": GATES.index(gate), "HAS_BIAS": bias is not None, "num_warps": 4, "FAST": _fast_math()}
     if is_channels_last(x) and CL_KERNEL[gate] == "rows" and _vector_aligned(channels, x, out):
         block_w, widest, rows, warps = ROW_TILES[gate]
         block_w = min(block_w, _next_pow2(w))

@@ -325,12 +325,17 @@ def _single_meta(cfg: ScanConfig, length: int, n: int, has_d: bool, has_bias: bo
     }
 
 
-@functools.cache
-def _kernels_interpreted() -> bool:
-    """Whether the kernels were jitted for Triton's CPU interpreter (TRITON_INTERPRET at import)."""
+def interpreted(kernel) -> bool:
+    """Whether a jitted ``kernel`` runs in Triton's CPU interpreter (TRITON_INTERPRET when its module
+    was imported) rather than compiled for the GPU."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    return isinstance(_kernels()._scan_single_kernel, InterpretedFunction)
+    return isinstance(kernel, InterpretedFunction)
+
+
+@functools.cache
+def _kernels_interpreted() -> bool:
+    return interpreted(_kernels()._scan_single_kernel)
 
 
 def _single_launch(u, delta, A, B, C, D, delta_bias, softplus: bool, cfg: ScanConfig, y: torch.Tensor) -> None:

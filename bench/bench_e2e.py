@@ -7,8 +7,8 @@ Variants (same network, same random weights, same input per shape):
                    deterministic routing, `auto` scan, accelerate="auto" (= CUDA graphs).
   (b0) eager     - (b) without CUDA graphs: what the graphs add.
   (c) bf16       - bf16 autocast + CUDA graphs.
-  (c+) fastest   - bf16 autocast + compiled blocks + CUDA graphs (accelerate="compile+graphs");
-  (b+)           - float32 + compiled blocks + CUDA graphs.
+  (c+) fastest   - bf16 autocast + compiled network + CUDA graphs (accelerate="compile+graphs");
+  (b+)           - float32 + compiled network + CUDA graphs.
 The accelerated variants call `napari_dgno.model.fast.accelerate`, the function the engine uses.
 
 Prints megapixels/s, ratios to (a), peak GPU memory, TFLOP/s (1.61 MFLOP per pixel, architecture
@@ -174,7 +174,7 @@ def main() -> None:
         ms, peak, out = run_variant(net, batch, size, dtype="bf16", routing="argmax", backend="auto")
         record("(c0) bf16 eager", batch, size, ms, peak, out)
 
-    if not args.no_compile:  # compiled last: compile_blocks changes the network in place
+    if not args.no_compile:  # compiled last: compiling changes the network in place
         spent = 0.0
         for size in args.sizes:
             for label, dtype in (("(c+) bf16 + compile + graphs", "bf16"), ("(b+) fp32 + compile + graphs", "fp32")):

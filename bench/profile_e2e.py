@@ -9,7 +9,9 @@ network stage (CUDA events around the top-level modules, compiled blocks, no gra
     python bench/profile_e2e.py [--sets NAME ...] [--profile] [--size 512 --batch 4]
 
 Knob sets: ``fp32`` eager + graph with the fused forms (:mod:`napari_dgno.model.fusible`), ``-u``
-without them; ``fp32-c`` compiled blocks + graph, ``-c0`` without the fused forms; ``+mm``:
+without them; ``fp32-c`` compiled + graph as ``accelerate`` compiles on CUDA (the whole network),
+``-cb`` the blocks alone, ``-c0`` without the fused forms; ``-cd``/``-af``/``-ma``: Inductor's
+coordinate-descent tuning, aggressive fusion, max-autotune; ``+mm``:
 Inductor's 1x1 convolutions as matrix products; ``tf32``: TF32 matmuls too (torch's default lets
 cuDNN convolutions use TF32 already, matmuls not); ``+cl``: channels-last weights and input;
 ``-t``: the defaults before this session's kernels (depthwise-gate ``tiles`` kernel, GDFN width not
@@ -48,7 +50,6 @@ SETS = {
     "fp32-c0": {"dtype": "fp32", "mode": "compile+graphs", "fused": False},
     "fp32-c": {"dtype": "fp32", "mode": "compile+graphs"},
     "fp32-c+mm": {"dtype": "fp32", "mode": "compile+graphs", "conv_1x1_as_mm": True},
-    "fp32-c+cl": {"dtype": "fp32", "mode": "compile+graphs", "channels_last": True},
     "tf32-c": {"dtype": "fp32", "mode": "compile+graphs", "tf32": True},
     "tf32-c+mm": {"dtype": "fp32", "mode": "compile+graphs", "conv_1x1_as_mm": True, "tf32": True},
     "bf16-u": {"dtype": "bf16", "mode": "graphs", "fused": False},
@@ -70,6 +71,19 @@ SETS = {
     "fp32-c-nodg": {"dtype": "fp32", "mode": "compile+graphs", "dg": False},
     "bf16-c-nodg": {"dtype": "bf16", "mode": "compile+graphs", "dg": False},
     "fp32-nodg": {"dtype": "fp32", "mode": "graphs", "dg": False},
+    # "-c" sets compile what accelerate() compiles on CUDA (the whole network, since the seventh pass);
+    # "-cb": the blocks alone (the default before). Inductor's own tuning knobs on top.
+    "fp32-cb": {"dtype": "fp32", "mode": "compile+graphs", "scope": "blocks"},
+    "bf16-cb": {"dtype": "bf16", "mode": "compile+graphs", "scope": "blocks"},
+    "bf16-c+cl": {"dtype": "bf16", "mode": "compile+graphs", "channels_last": True},
+    "fp32-c+cl": {"dtype": "fp32", "mode": "compile+graphs", "channels_last": True},
+    "bf16-c-ma": {"dtype": "bf16", "mode": "compile+graphs", "compile_options": {"mode": "max-autotune-no-cudagraphs"}},
+    "bf16-c-cd": {"dtype": "bf16", "mode": "compile+graphs", "inductor": {"coordinate_descent_tuning": True}},
+    "fp32-c-cd": {"dtype": "fp32", "mode": "compile+graphs", "inductor": {"coordinate_descent_tuning": True}},
+    "bf16-cb-cd": {"dtype": "bf16", "mode": "compile+graphs", "scope": "blocks",
+                   "inductor": {"coordinate_descent_tuning": True}},
+    "bf16-cb-af": {"dtype": "bf16", "mode": "compile+graphs", "scope": "blocks",
+                   "inductor": {"aggressive_fusion": True}},
 }
 STAGES = ("SCM2", "SCM1", "patch_embed", "encoder_level1", "down1_2", "FAM2", "encoder_level2", "down2_3", "FAM1",
           "encoder_level3", "down3_4", "latent", "up4_3", "reduce_chan_level3", "conv000", "conv111",
@@ -88,6 +102,9 @@ def knobs(spec: dict):
     if "cl_kernel" in spec:
         fusible.CL_KERNEL.update(dict.fromkeys(fusible.CL_KERNEL, spec["cl_kernel"]))
     fusible.HIDDEN_ALIGN = spec.get("align", fusible.HIDDEN_ALIGN)
+    saved_inductor = {key: getattr(inductor, key) for key in spec.get("inductor", {})}
+    for key, value in spec.get("inductor", {}).items():
+        setattr(inductor, key, value)
     torch.backends.cudnn.benchmark = spec.get("cudnn_benchmark", True)
     fusible.ENABLED = spec.get("fused", True)
     inductor.conv_1x1_as_mm = spec.get("conv_1x1_as_mm", False)
@@ -101,16 +118,19 @@ def knobs(spec: dict):
         fusible.CL_KERNEL.update(saved_fused[0])
         fusible.HIDDEN_ALIGN = saved_fused[1]
         dg_fused.ENABLED = saved_fused[2]
+        for key, value in saved_inductor.items():
+            setattr(inductor, key, value)
 
 
-def prepare(net: nn.Module, spec: dict, x: torch.Tensor, mode: str | None = None):
-    """A fresh accelerated copy of ``net`` and its input for ``spec``."""
+def prepare(net: nn.Module, spec: dict, x: torch.Tensor, mode: str | None = None, scope: str | None = None):
+    """A fresh accelerated copy of ``net`` and its input for ``spec`` (``mode``/``scope`` override the set's)."""
     torch._dynamo.reset()
     model = copy.deepcopy(net)
     if spec.get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    return accelerate(model, "cuda", mode or spec["mode"]), x
+    return accelerate(model, "cuda", mode or spec["mode"], compile_options=spec.get("compile_options"),
+                      compile_scope=scope or spec.get("scope")), x
 
 
 def autocast_for(spec: dict):
@@ -163,7 +183,7 @@ def breakdown(name: str, net: nn.Module, x: torch.Tensor, kernels: int) -> None:
     spec = SETS[name]
     mode = "compile" if "compile" in spec["mode"] else "none"
     with knobs(spec):
-        model, xin = prepare(net, spec, x, mode)
+        model, xin = prepare(net, spec, x, mode, scope="blocks")  # stage timers outside the compiled code
         log: list = []
         names = {}
         for stage in STAGES:
@@ -198,16 +218,94 @@ def breakdown(name: str, net: nn.Module, x: torch.Tensor, kernels: int) -> None:
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=kernels, max_name_column_width=90))
 
 
+LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw")
+
+
+class Labelled(nn.Module):
+    """Names ``inner``'s work in the profiler and notes the memory layout of its first input and output."""
+
+    def __init__(self, inner: nn.Module, label: str, notes: dict):
+        super().__init__()
+        self.inner, self.label, self.notes = inner, label, notes
+
+    def forward(self, *args):
+        with torch.profiler.record_function(self.label):
+            out = self.inner(*args)
+        if self.label not in self.notes and isinstance(out, torch.Tensor):
+            def layout(t: torch.Tensor) -> str:
+                if t.dim() != 4:
+                    return f"{tuple(t.shape)}"
+                cl = t.is_contiguous(memory_format=torch.channels_last)
+                return f"{tuple(t.shape)} {'NHWC' if cl else 'NCHW' if t.is_contiguous() else 'strided'}"
+            self.notes[self.label] = f"in {layout(args[0])} -> out {layout(out)}"
+        return out
+
+
+def layout_trace(name: str, net: nn.Module, x: torch.Tensor) -> None:
+    """Which convolutions (or compiled stages) cuDNN wraps in layout transposes, for knob set ``name``.
+
+    Every convolution outside the compiled blocks and every top-level stage gets a profiler label;
+    each transpose kernel is charged to the innermost label that launched it.
+    """
+    from napari_dgno.model.fast import COMPILED_BLOCKS
+    from torch.profiler import ProfilerActivity, profile
+
+    spec = SETS[name]
+    mode = "compile" if "compile" in spec["mode"] else "none"
+    with knobs(spec):
+        model, xin = prepare(net, spec, x, mode, scope="blocks")  # labels outside the compiled code
+        notes: dict = {}
+        inside_blocks = {n for n, m in model.named_modules() if isinstance(m, COMPILED_BLOCKS)}
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
+                 and not any(n.startswith(b + ".") for b in inside_blocks)]
+        for path in convs + [s for s in STAGES if hasattr(model, s)]:
+            parent, _, child = path.rpartition(".")
+            owner = model.get_submodule(parent) if parent else model
+            inner = getattr(owner, child)
+            setattr(owner, child, Labelled(inner, f"conv:{path}" if path in convs else f"stage:{path}", notes))
+        labels = {f"conv:{c}" for c in convs} | {f"stage:{s}" for s in STAGES}
+        with torch.inference_mode(), autocast_for(spec):
+            for _ in range(3):
+                model(xin)
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                model(xin)
+                torch.cuda.synchronize()
+
+    def own_kernels(evt):
+        yield from getattr(evt, "kernels", [])
+        for child in evt.cpu_children:
+            if child.name not in labels:
+                yield from own_kernels(child)
+
+    charged: dict = {}
+    for evt in prof.events():
+        if evt.name in labels:
+            for kernel in own_kernels(evt):
+                if any(k in kernel.name for k in LAYOUT_KERNELS):
+                    key = (evt.name, kernel.name.split("<")[0].split("::")[-1])
+                    charged[key] = charged.get(key, 0.0) + kernel.duration / 1e3
+    print(f"\n## cuDNN layout transposes, {name} (compiled blocks, no graph), ms per forward")
+    print("| where | kernel | ms | layouts (first call) |\n|---|---|---|---|")
+    for (label, kernel), ms in sorted(charged.items(), key=lambda kv: -kv[1]):
+        print(f"| {label} | {kernel} | {ms:.3f} | {notes.get(label, '')} |")
+    print(f"| total | | {sum(charged.values()):.3f} | |")
+    print("\n## layouts of the convolutions outside the compiled blocks")
+    for label in sorted(notes):
+        print(f"- {label}: {notes[label]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sets", nargs="+", default=["fp32-u", "fp32", "fp32-c0", "fp32-c", "bf16-c0", "bf16-c"])
+    parser.add_argument("--sets", nargs="*", default=["fp32-u", "fp32", "fp32-c0", "fp32-c", "bf16-c0", "bf16-c"])
     parser.add_argument("--profile", nargs="*", default=[], help="knob sets to break down per stage and kernel")
     parser.add_argument("--kernels", type=int, default=30)
+    parser.add_argument("--trace-layout", nargs="*", default=[], help="knob sets whose layout transposes to trace")
     parser.add_argument("--variant", choices=["face", "cell"], default="face")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
-    unknown = sorted(set(args.sets + args.profile) - set(SETS))
+    unknown = sorted(set(args.sets + args.profile + args.trace_layout) - set(SETS))
     if unknown:
         sys.exit(f"unknown knob sets {unknown}; choose from {sorted(SETS)}")
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, {args.batch} x {args.size}^2, "
@@ -230,7 +328,8 @@ def main() -> None:
         print(f"{name:<14} {row['ms']:8.2f} ms {row['mpx_s']:7.2f} Mpx/s {tflops:6.1f} TFLOP/s "
               f"first call {row['first_s']:5.1f} s dev {dev}", flush=True)
     base = rows[0]["ms"] if rows else float("nan")
-    print(f"\n| knob set | ms | Mpx/s | speed vs {rows[0]['set'] if rows else '-'} | first call s | rel. L2 vs fp32 eager |")
+    first = rows[0]["set"] if rows else "-"
+    print(f"\n| knob set | ms | Mpx/s | speed vs {first} | first call s | rel. L2 vs fp32 eager |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['set']} | {r['ms']:.1f} | {r['mpx_s']:.2f} | {base / r['ms']:.2f}x | {r['first_s']:.0f} | "
@@ -240,6 +339,11 @@ def main() -> None:
             breakdown(name, net, x, args.kernels)
         except Exception as exc:
             print(f"breakdown {name}: failed: {type(exc).__name__}: {str(exc)[:600]}", flush=True)
+    for name in args.trace_layout:
+        try:
+            layout_trace(name, net, x)
+        except Exception as exc:
+            print(f"layout trace {name}: failed: {type(exc).__name__}: {str(exc)[:600]}", flush=True)
     print("\ndone", flush=True)
 
 

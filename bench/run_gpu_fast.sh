@@ -19,6 +19,10 @@
 #   bash bench/run_gpu_fast.sh O   # sixth pass: GPU tests of the fast paths; knob sets of this tree and the
 #                                  # previous commit's (.devtmp/previous) on one machine; kernel profile
 #   bash bench/run_gpu_fast.sh P   # sixth pass, final code: GPU tests of the fused forms and fast paths
+#   bash bench/run_gpu_fast.sh Q   # seventh pass: the fixed gate precision test; where cuDNN's layout transposes come
+#                                  # from; Inductor knobs and whole-network compile (SETS)
+#   bash bench/run_gpu_fast.sh R   # seventh pass: GPU tests of the fast paths; compiled network vs blocks, knobs
+#   bash bench/run_gpu_fast.sh S   # end-to-end at 4 x 512 with the official baseline (mamba-ssm built first)
 # The patched mamba-ssm sdist (sm_90 only) comes from .devtmp/mamba; a warm machine keeps its build.
 set -uo pipefail
 STAGE=${1:?stage A to P (see above)}
@@ -197,6 +201,30 @@ if [ "$STAGE" = P ]; then  # sixth pass, the final code: GPU tests, the depthwis
   grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3; grep -E "^(FAILED|E  )" "$LOG/pytest_gpu.log" | head -12
   stamp "depthwise-gate defaults"
   timeout 90 python3 bench/bench_fused.py --quick --defaults > "$LOG/fused.log" 2>&1; grep -E "^\| [gs ]" "$LOG/fused.log"
+fi
+if [ "$STAGE" = Q ]; then  # seventh pass: gate precision on the GPU, layout transposes, Inductor knobs
+  stamp "GPU gate precision test"
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fusible.py -k precise > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3; grep -E "^(FAILED|E  )" "$LOG/pytest_gpu.log" | head -12
+  stamp "layout transposes"
+  timeout 150 python3 bench/profile_e2e.py --sets --trace-layout bf16-c > "$LOG/layout.log" 2>&1
+  grep -E "^## |^\| |^- |failed" "$LOG/layout.log" | head -70
+  stamp "knob sets"
+  timeout ${SETS_TIMEOUT:-400} python3 bench/profile_e2e.py --sets ${SETS:-bf16-c bf16-cw bf16-c-af bf16-c-cd} > "$LOG/knobs.log" 2>&1
+  grep -E "ms .*Mpx|failed" "$LOG/knobs.log"; grep -A8 "^| knob" "$LOG/knobs.log"
+fi
+if [ "$STAGE" = R ]; then  # seventh pass: the compiled network against the compiled blocks, Inductor knobs
+  stamp "GPU tests of the fast paths"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_fast_paths.py > "$LOG/pytest_gpu.log" 2>&1
+  grep -E "passed|failed|error" "$LOG/pytest_gpu.log" | tail -3; grep -E "^(FAILED|E  )" "$LOG/pytest_gpu.log" | head -12
+  stamp "knob sets"
+  timeout ${SETS_TIMEOUT:-440} python3 bench/profile_e2e.py --sets ${SETS:-fp32-cb fp32-c bf16-c bf16-c+cl bf16-c-cd} \
+      > "$LOG/knobs.log" 2>&1
+  grep -E "ms .*Mpx|failed" "$LOG/knobs.log"; grep -A8 "^| knob" "$LOG/knobs.log"
+fi
+if [ "$STAGE" = S ]; then
+  build_mamba; tail -1 "$LOG/mamba_build.log"
+  e2e_size 512 ${E2E_TIMEOUT:-300}
 fi
 stamp "done"
 tar czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"

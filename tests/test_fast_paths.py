@@ -17,7 +17,10 @@ from napari_dgno.model.fast import (
     CudaGraphForward,
     accelerate,
     compile_blocks,
+    compile_network,
     compiled_blocks,
+    compiled_network,
+    default_compile_scope,
 )
 from napari_dgno.model.scan_op import selective_scan_op
 
@@ -187,6 +190,43 @@ def test_inductor_compiles_an_encoder_block_close_to_eager():
 def test_compile_blocks_needs_dgno_blocks():
     with pytest.raises(ValueError, match="no EncoderBlock or DGWindowOperator"):
         compile_blocks(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="no EncoderBlock or DGWindowOperator"):
+        compile_network(torch.nn.Linear(2, 2))
+
+
+# --- compile_network (what accelerate compiles on CUDA) ------------------------------------------
+
+
+def test_compile_network_is_one_graph_equal_to_eager_and_recompiles_per_shape():
+    model = _tiny(5, num_blocks=[2, 1, 1, 1])
+    keys = list(model.state_dict())
+    gen = torch.Generator().manual_seed(5)
+    x, y, wide = torch.rand(2, 1, 64, 64, generator=gen), torch.rand(2, 1, 64, 64, generator=gen), torch.rand(1, 1, 64, 96)
+    with torch.inference_mode():
+        ref, ref_y, ref_wide = model(x), model(y), model(wide)
+        backend = _Counting()
+        # fullgraph: one graph break anywhere in the forward would raise here.
+        assert compile_network(model, backend=backend, fullgraph=True) is model
+        out, out_y = model(x), model(y)
+        assert len(backend.graphs) == 1 and backend.scan_calls() == 5  # every ASSM's scan, one graph
+        out_wide = model(wide)
+        assert len(backend.graphs) == 2  # a new shape: a second graph (static shapes)
+    assert compiled_network(model) and not compiled_blocks(model)
+    assert list(model.state_dict()) == keys
+    for got, want in ((out, ref), (out_y, ref_y), (out_wide, ref_wide)):
+        assert isinstance(got, list) and len(got) == 3
+        for o, r in zip(got, want):
+            assert o.shape == r.shape and _rel(o, r) < 1e-5
+    assert _rel(out_y[-1], out[-1]) > 1e-3  # new data, new result
+
+
+def test_compile_scope_follows_the_device_unless_given():
+    assert default_compile_scope("cuda") == "network" and default_compile_scope("cpu") == "blocks"
+    model = _tiny()
+    with pytest.raises(ValueError, match="choose one of blocks, network"):
+        accelerate(model, "cpu", "compile", compile_scope="everything")
+    assert accelerate(model, "cpu", "compile", compile_scope="network", compile_options={"backend": "aot_eager"}) is model
+    assert compiled_network(model) and not compiled_blocks(model)
 
 
 # --- accelerate() and CudaGraphForward argument checks (CPU) ---------------------------------
@@ -304,12 +344,12 @@ def test_compile_plus_graphs_equals_eager():
         wrapped = accelerate(model, "cuda", "compile+graphs")
         out = wrapped(x)
         out2 = wrapped(x * 0.5)
-        ref2 = model(x * 0.5)  # compiled blocks, eager forward
-    assert len(compiled_blocks(model)) == 10
+        ref2 = model(x * 0.5)  # the compiled network without the graph
+    assert compiled_network(model)  # on CUDA accelerate compiles the whole network
     # Inductor's fused kernels round differently (~1e-6); with random weights the router's logits hold
     # near-ties, so a few tokens pick another prompt and the outputs move by 1e-3 to 1e-2 (measured on
     # an H200: 1.0e-3, then 1.03e-2 with the compiled DG products of model/fusible.py). A broken
     # compile moves them by O(1); block-level exactness is tested in test_fusible.py.
     for o, r in zip(out, ref):
         assert _rel(o, r) < 5e-2
-    assert _rel(out2[-1], ref2[-1]) < 1e-5  # the same compiled blocks, with and without the graph
+    assert _rel(out2[-1], ref2[-1]) < 1e-5  # the same compiled network, with and without the graph

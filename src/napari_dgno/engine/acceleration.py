@@ -5,7 +5,8 @@ the wrapped model, so a graph captured for the first batch of tiles is replayed 
 (and for the next job with the same model, tile and batch). ``auto`` takes CUDA graphs on a GPU when
 the model allows them (a DGNO in eval mode with deterministic routing and a CUDA scan backend):
 capture costs about a second and removes the launch overhead. ``compile`` is opt-in: it compiles
-each block shape once (tens of seconds to minutes on first use) and pays off on long jobs.
+once per tile shape (the whole network on a GPU, each block shape on CPU; tens of seconds to
+minutes on first use) and pays off on long jobs.
 """
 
 from __future__ import annotations

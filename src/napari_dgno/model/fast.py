@@ -139,7 +139,7 @@ def _capture_context(device: torch.device, autocast: tuple[bool, torch.dtype | N
 class CudaGraphForward:
     """Call ``model(x)`` through CUDA graphs: one captured graph per input shape/dtype/autocast state.
 
-    The first call with a new key warms the model up on a side stream (compiled blocks compile
+    The first call with a new key warms the model up on a side stream (compiled code compiles
     here), captures ``model(static_input)`` and keeps the graph; every call copies ``x`` into the
     static input, replays, and returns clones of the outputs (same structure as ``model(x)``). At
     most ``max_graphs`` graphs are kept (least recently used dropped first); they share one memory

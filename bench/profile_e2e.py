@@ -133,6 +133,12 @@ def prepare(net: nn.Module, spec: dict, x: torch.Tensor, mode: str | None = None
                       compile_scope=scope or spec.get("scope")), x
 
 
+def prepare_to_profile(net: nn.Module, spec: dict, x: torch.Tensor):
+    """As :func:`prepare`, without CUDA graphs and with only the blocks compiled, so that timers and
+    profiler labels wrapped around the top-level stages run outside the compiled code."""
+    return prepare(net, spec, x, "compile" if "compile" in spec["mode"] else "none", scope="blocks")
+
+
 def autocast_for(spec: dict):
     return torch.autocast("cuda", dtype=torch.bfloat16) if spec["dtype"] == "bf16" else contextlib.nullcontext()
 
@@ -181,9 +187,8 @@ def breakdown(name: str, net: nn.Module, x: torch.Tensor, kernels: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     spec = SETS[name]
-    mode = "compile" if "compile" in spec["mode"] else "none"
     with knobs(spec):
-        model, xin = prepare(net, spec, x, mode, scope="blocks")  # stage timers outside the compiled code
+        model, xin = prepare_to_profile(net, spec, x)
         log: list = []
         names = {}
         for stage in STAGES:
@@ -251,9 +256,8 @@ def layout_trace(name: str, net: nn.Module, x: torch.Tensor) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     spec = SETS[name]
-    mode = "compile" if "compile" in spec["mode"] else "none"
     with knobs(spec):
-        model, xin = prepare(net, spec, x, mode, scope="blocks")  # labels outside the compiled code
+        model, xin = prepare_to_profile(net, spec, x)
         notes: dict = {}
         inside_blocks = {n for n, m in model.named_modules() if isinstance(m, COMPILED_BLOCKS)}
         convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
@@ -263,7 +267,7 @@ def layout_trace(name: str, net: nn.Module, x: torch.Tensor) -> None:
             owner = model.get_submodule(parent) if parent else model
             inner = getattr(owner, child)
             setattr(owner, child, Labelled(inner, f"conv:{path}" if path in convs else f"stage:{path}", notes))
-        labels = {f"conv:{c}" for c in convs} | {f"stage:{s}" for s in STAGES}
+        labels = {m.label for m in model.modules() if isinstance(m, Labelled)}
         with torch.inference_mode(), autocast_for(spec):
             for _ in range(3):
                 model(xin)

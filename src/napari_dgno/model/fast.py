@@ -47,8 +47,9 @@ MODES = ("none", "graphs", "compile", "compile+graphs")
 COMPILE_SCOPES = ("blocks", "network")
 #: Blocks that :func:`compile_blocks` compiles: the repeated regions of the network.
 COMPILED_BLOCKS = (EncoderBlock, DGWindowOperator)
-#: Compiled variants kept per block class. The full network has 4 encoder widths and 3 DG widths,
-#: times tile sizes, dtypes and autocast states; Dynamo's default (8) would fall back to eager.
+#: Compiled variants kept per compiled code (a block class, or the network's forward). The full
+#: network has 4 encoder widths and 3 DG widths, times tile sizes, dtypes and autocast states;
+#: Dynamo's default (8) would fall back to eager.
 RECOMPILE_LIMIT = 64
 #: Scan backends whose kernels can be captured (no host synchronisation inside).
 GRAPH_SAFE_SCANS = ("triton", "mamba")
@@ -252,7 +253,7 @@ def accelerate(
 ) -> Any:
     """``model`` on ``device`` made faster for inference; call the result like the model.
 
-    ``mode``: ``none`` (the model itself), ``compile`` (blocks compiled in place, the model itself),
+    ``mode``: ``none`` (the model itself), ``compile`` (compiled in place, the model itself),
     ``graphs`` or ``compile+graphs`` (a :class:`CudaGraphForward`; CUDA only, eval mode, argmax
     routing). See the module docstring for when each pays off. ``compile_scope``: ``network``
     (:func:`compile_network`) or ``blocks`` (:func:`compile_blocks`), by default
